@@ -1,0 +1,276 @@
+"""The portfolio transition: one trading day of a shared-cash, long-only book.
+
+`step` is the single source of truth for what a day does. Training
+differentiates it, simulation scans it; the semantics are documented formula
+by formula in `docs/semantics.md`.
+
+Shapes: per-asset arrays are `(..., N)`, per-portfolio arrays `(...)`, where
+`...` is any number of batch dimensions shared by state, action and bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+FILL_MODES = ("hard", "soft", "ste")
+INTEREST_MODES = ("excess", "debit")
+CRYPTO_SUFFIXES = ("-USDT", "USDT", "-USD", "USD")
+BUST_LEVERAGE = 1e3
+"""Leverage reported for an account whose end-of-bar equity is <= 0 while it holds assets."""
+
+
+@struct.dataclass
+class MarketParams:
+    """Market rules. Numeric fields are traced leaves (vmap-able); `fill` and `interest` are static.
+
+    `is_crypto` is `(N,)` bool; every other asset is a stock.
+    """
+
+    is_crypto: jax.Array
+    maker_fee: Any = 0.0008
+    stock_max_leverage: Any = 2.0
+    crypto_max_leverage: Any = 1.0
+    leverage_fee_rate: Any = 0.065
+    day_count: Any = 365.0
+    fill_temperature: Any = 5e-4
+    fill: str = struct.field(pytree_node=False, default="hard")
+    interest: str = struct.field(pytree_node=False, default="excess")
+
+    def __post_init__(self) -> None:
+        if self.fill not in FILL_MODES:
+            raise ValueError(f"MarketParams.fill: unknown fill mode {self.fill!r}; expected one of {FILL_MODES}")
+        if self.interest not in INTEREST_MODES:
+            raise ValueError(
+                f"MarketParams.interest: unknown interest mode {self.interest!r}; expected one of {INTEREST_MODES}"
+            )
+        for name, strictly_positive in (
+            ("maker_fee", False),
+            ("stock_max_leverage", False),
+            ("crypto_max_leverage", False),
+            ("leverage_fee_rate", False),
+            ("day_count", True),
+            ("fill_temperature", True),
+        ):
+            value = _concrete(getattr(self, name))
+            if value is None:
+                continue
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"MarketParams.{name}: must be finite, got {value}")
+            if np.any(value < 0) or (strictly_positive and np.any(value == 0)):
+                bound = "> 0" if strictly_positive else ">= 0"
+                raise ValueError(f"MarketParams.{name}: must be {bound}, got {value}")
+
+    @classmethod
+    def for_symbols(
+        cls, symbols: Sequence[str], asset_classes: Mapping[str, str | bool] | None = None, **kwargs: Any
+    ) -> MarketParams:
+        """Params for a list of symbols, asset classes from `asset_class_mask`."""
+        return cls(is_crypto=jnp.asarray(asset_class_mask(symbols, asset_classes)), **kwargs)
+
+
+def _concrete(value: Any) -> np.ndarray | None:
+    """The numeric value of a param if it is known now (not a tracer or placeholder)."""
+    if isinstance(value, (bool, int, float, np.ndarray, np.generic)):
+        return np.asarray(value, dtype=np.float64)
+    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except Exception:  # noqa: BLE001 - abstract or deleted arrays are simply not checked
+            return None
+    return None
+
+
+@struct.dataclass
+class PortfolioState:
+    """End-of-bar book: `cash (...)` (negative = margin debt), `inventory (..., N)` units >= 0,
+    `mark (..., N)` last close."""
+
+    cash: jax.Array
+    inventory: jax.Array
+    mark: jax.Array
+
+
+@struct.dataclass
+class Bar:
+    """One daily bar per asset `(..., N)`; `days_elapsed (...)` calendar days since the previous bar."""
+
+    high: jax.Array
+    low: jax.Array
+    close: jax.Array
+    tradable: jax.Array
+    days_elapsed: jax.Array
+    open: jax.Array | None = None
+    volume: jax.Array | None = None
+
+
+@struct.dataclass
+class Action:
+    """Limit orders for one bar `(..., N)`: prices, and fractions clipped to [0, 1]."""
+
+    buy_price: jax.Array
+    sell_price: jax.Array
+    buy_frac: jax.Array
+    sell_frac: jax.Array
+
+
+@struct.dataclass
+class StepInfo:
+    """What one step reports. Per-portfolio fields `(...)`, per-asset fields `(..., N)`."""
+
+    equity: jax.Array  # E2
+    prev_equity: jax.Array  # E0
+    cash: jax.Array  # c2
+    returns: jax.Array  # E2 / E0 - 1, 0 where E0 <= 0
+    leverage: jax.Array  # gross / E2
+    leverage_cost: jax.Array  # I
+    fees: jax.Array
+    traded_notional: jax.Array  # sum xb*buy_price + xs*sell_price
+    buy_fill: jax.Array  # (..., N) indicator or probability
+    sell_fill: jax.Array  # (..., N)
+    buy_order_qty: jax.Array  # (..., N) units ordered
+    sell_order_qty: jax.Array  # (..., N)
+    buy_qty: jax.Array  # (..., N) units executed
+    sell_qty: jax.Array  # (..., N)
+    inventory: jax.Array  # (..., N) after the bar
+
+
+def is_crypto_symbol(symbol: str) -> bool:
+    """SPEC suffix rule: upper-cased symbol ends with USD, -USD, USDT or -USDT."""
+    return symbol.strip().upper().endswith(CRYPTO_SUFFIXES)
+
+
+def asset_class_mask(
+    symbols: Sequence[str], asset_classes: Mapping[str, str | bool] | None = None
+) -> np.ndarray:
+    """`(N,)` bool is-crypto mask; an explicit mapping (`"crypto"`/`"stock"` or bool) wins over the suffix rule."""
+    asset_classes = asset_classes or {}
+    out = []
+    for s in symbols:
+        if s in asset_classes:
+            v = asset_classes[s]
+            if isinstance(v, str):
+                if v.lower() not in ("crypto", "stock"):
+                    raise ValueError(f"asset_classes[{s!r}]: expected 'crypto' or 'stock', got {v!r}")
+                out.append(v.lower() == "crypto")
+            else:
+                out.append(bool(v))
+        else:
+            out.append(is_crypto_symbol(s))
+    return np.asarray(out, dtype=bool)
+
+
+def init_state(initial_cash: Any, mark: jax.Array) -> PortfolioState:
+    """All-cash book; `mark (..., N)` sets the batch shape and dtype, `initial_cash` broadcasts to `(...)`."""
+    mark = jnp.asarray(mark)
+    cash = jnp.broadcast_to(jnp.asarray(initial_cash, dtype=mark.dtype), mark.shape[:-1])
+    return PortfolioState(cash=cash, inventory=jnp.zeros_like(mark), mark=mark)
+
+
+@jax.custom_jvp
+def _straight_through(hard: jax.Array, soft: jax.Array) -> jax.Array:
+    """Forward value `hard` exactly; derivative that of `soft`."""
+    del soft
+    return hard
+
+
+@_straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    hard, _ = primals
+    _, soft_dot = tangents
+    return hard, soft_dot
+
+
+def _fills(params: MarketParams, action: Action, bar: Bar, mark: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Buy and sell fill indicators or probabilities `(..., N)` of the limits against the bar."""
+    dtype = mark.dtype
+    hard_b = (bar.low <= action.buy_price).astype(dtype)
+    hard_s = (bar.high >= action.sell_price).astype(dtype)
+    if params.fill == "hard":
+        return hard_b, hard_s
+    scale = mark * params.fill_temperature
+    soft_b = jax.nn.sigmoid((action.buy_price - bar.low) / scale)
+    soft_s = jax.nn.sigmoid((bar.high - action.sell_price) / scale)
+    if params.fill == "soft":
+        return soft_b, soft_s
+    return _straight_through(hard_b, soft_b), _straight_through(hard_s, soft_s)
+
+
+def _class_sum(x: jax.Array, mask: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.where(mask, x, 0), axis=-1)
+
+
+def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) -> tuple[PortfolioState, StepInfo]:
+    """Advance the book through one bar (SPEC steps 1-5): interest, sizing, fills, execution, marking.
+
+    Returns the new state and a `StepInfo`. Pure, differentiable, any leading batch dims.
+    """
+    crypto = jnp.asarray(params.is_crypto, dtype=bool)
+    stock = ~crypto
+    f = params.maker_fee
+    p, q, c = state.mark, state.inventory, state.cash
+    tradable = bar.tradable.astype(p.dtype)
+
+    value = q * p
+    S = _class_sum(value, stock)
+    C = _class_sum(value, crypto)
+    E0 = c + S + C
+    if params.interest == "excess":
+        borrowed = jnp.minimum(jnp.maximum(S - E0, 0), jnp.maximum(E0, 0))
+    else:
+        borrowed = jnp.maximum(-c, 0)
+    interest = borrowed * params.leverage_fee_rate * bar.days_elapsed / params.day_count
+    c1 = c - interest
+
+    E1 = c1 + S + C
+    room_stock = jnp.maximum(params.stock_max_leverage * E1 - S, 0)
+    room_crypto = jnp.maximum(jnp.minimum(params.crypto_max_leverage * E1 - C, c1), 0)
+    w = jnp.clip(action.buy_frac, 0, 1) * tradable
+    W_stock = jnp.maximum(1, _class_sum(w, stock))[..., None]
+    W_crypto = jnp.maximum(1, _class_sum(w, crypto))[..., None]
+    outlay = jnp.where(crypto, w / W_crypto * room_crypto[..., None], w / W_stock * room_stock[..., None])
+    buy_order = outlay / (action.buy_price * (1 + f))
+    sell_order = jnp.clip(action.sell_frac, 0, 1) * q * tradable
+
+    fb, fs = _fills(params, action, bar, p)
+    xb = buy_order * fb
+    xs = sell_order * fs
+    buy_notional = jnp.sum(xb * action.buy_price, axis=-1)
+    sell_notional = jnp.sum(xs * action.sell_price, axis=-1)
+    fees = f * (buy_notional + sell_notional)
+    c2 = c1 - jnp.sum(xb * action.buy_price * (1 + f), axis=-1) + jnp.sum(xs * action.sell_price * (1 - f), axis=-1)
+    q_new = jnp.maximum(q + xb - xs, 0)
+
+    gross = jnp.sum(q_new * bar.close, axis=-1)
+    E2 = c2 + gross
+    solvent = E0 > 0
+    returns = jnp.where(solvent, E2 / jnp.where(solvent, E0, 1) - 1, 0)
+    positive = E2 > 0
+    leverage = jnp.where(
+        positive, gross / jnp.where(positive, E2, 1), jnp.where(gross > 0, BUST_LEVERAGE, 0).astype(p.dtype)
+    )
+
+    new_state = PortfolioState(cash=c2, inventory=q_new, mark=bar.close)
+    info = StepInfo(
+        equity=E2,
+        prev_equity=E0,
+        cash=c2,
+        returns=returns,
+        leverage=leverage,
+        leverage_cost=interest,
+        fees=fees,
+        traded_notional=buy_notional + sell_notional,
+        buy_fill=fb,
+        sell_fill=fs,
+        buy_order_qty=buy_order,
+        sell_order_qty=sell_order,
+        buy_qty=xb,
+        sell_qty=xs,
+        inventory=q_new,
+    )
+    return new_state, info
