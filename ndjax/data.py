@@ -112,8 +112,8 @@ class MarketData:
 
     def slice_dates(self, start: DateLike | None = None, end: DateLike | None = None) -> MarketData:
         """Rows with `start <= date <= end` (both inclusive, either may be None)."""
-        lo = 0 if start is None else int(np.searchsorted(self.dates, _to_day(start), side="left"))
-        hi = self.n_days if end is None else int(np.searchsorted(self.dates, _to_day(end), side="right"))
+        lo = 0 if start is None else int(np.searchsorted(self.dates, to_day(start), side="left"))
+        hi = self.n_days if end is None else int(np.searchsorted(self.dates, to_day(end), side="right"))
         return self[lo:hi]
 
     def select(self, symbols: Sequence[str]) -> MarketData:
@@ -159,7 +159,9 @@ class MarketData:
 def _xnys_sessions(first_year: int, last_year: int) -> np.ndarray:
     import exchange_calendars as xcals
 
-    cal = xcals.get_calendar("XNYS", start=f"{first_year}-01-01", end=f"{last_year}-12-31")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas deprecation noise from inside exchange_calendars
+        cal = xcals.get_calendar("XNYS", start=f"{first_year}-01-01", end=f"{last_year}-12-31")
     return cal.sessions.values.astype("datetime64[D]")
 
 
@@ -170,7 +172,8 @@ def xnys_sessions(first: np.datetime64, last: np.datetime64) -> np.ndarray:
     return _xnys_sessions(max(y0, 1900), y1)
 
 
-def _is_session(days: np.ndarray) -> np.ndarray:
+def is_xnys_session(days: np.ndarray) -> np.ndarray:
+    """`(T,)` bool: whether each datetime64[D] day is an XNYS session."""
     days = np.asarray(days, dtype="datetime64[D]")
     if days.size == 0:
         return np.zeros(0, dtype=bool)
@@ -193,14 +196,15 @@ def _calendar_fields(dates: np.ndarray, any_crypto: bool) -> tuple[np.ndarray, n
     following = np.empty_like(dates)
     following[:-1] = dates[1:]
     following[-1] = dates[-1] + 1 if any_crypto else nxt[-1]
-    return next_session_days, _is_session(following).astype(np.float64)
+    return next_session_days, is_xnys_session(following).astype(np.float64)
 
 
 def _periods_per_year(is_crypto: np.ndarray) -> int:
     return CRYPTO_PERIODS_PER_YEAR if bool(np.any(is_crypto)) else STOCK_PERIODS_PER_YEAR
 
 
-def _to_day(x: DateLike) -> np.datetime64:
+def to_day(x: DateLike) -> np.datetime64:
+    """A date-like (tz-aware converted to UTC) as datetime64[D]."""
     ts = pd.Timestamp(x)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
@@ -211,8 +215,8 @@ def _to_day(x: DateLike) -> np.datetime64:
 
 
 @dataclass(frozen=True)
-class _Series:
-    """One asset's validated bars, sorted by day: `days (n,)` datetime64[D], prices/volume `(n,)`."""
+class AssetSeries:
+    """One asset's validated bars (input to `align`), sorted by day: `days (n,)` datetime64[D], prices/volume `(n,)`."""
 
     days: np.ndarray
     open: np.ndarray
@@ -223,7 +227,7 @@ class _Series:
     prior_close: float = np.nan  # last close before the requested start, if any
 
 
-def align(symbols: Sequence[str], series: Sequence[_Series], is_crypto: np.ndarray) -> MarketData:
+def align(symbols: Sequence[str], series: Sequence[AssetSeries], is_crypto: np.ndarray) -> MarketData:
     """Align per-asset bar series on the union of their days into a `MarketData` (see module docstring)."""
     days_all = np.unique(np.concatenate([s.days for s in series]))
     t, n = days_all.size, len(series)
@@ -268,11 +272,16 @@ def _parse_days(col: pd.Series) -> np.ndarray:
     """Dates/timestamps to UTC datetime64[D]; NaT where unparsable.
 
     Numbers are Unix epochs, unit by magnitude: < 1e11 seconds, < 1e14 ms, < 1e17 us, else ns.
-    Strings are ISO 8601 (with or without time zone; naive means UTC), falling back to pandas' parser.
+    Integers 1e7..1e8 are yyyymmdd. Strings are ISO 8601 (with or without time zone; naive means
+    UTC), falling back to pandas' parser.
     """
     num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     present = col.notna().to_numpy()
     if np.isfinite(num).sum() * 2 > present.sum():
+        fin = num[np.isfinite(num)]
+        if np.all((fin >= 1e7) & (fin < 1e8) & (fin == np.floor(fin))):  # yyyymmdd, not 1970 epoch seconds
+            ymd = pd.to_datetime(pd.Series(num).map(lambda x: f"{x:.0f}"), format="%Y%m%d", errors="coerce")
+            return ymd.to_numpy().astype("datetime64[D]")
         mag = np.abs(num)
         scale = np.select([mag < 1e11, mag < 1e14, mag < 1e17], [1.0, 1e-3, 1e-6], 1e-9)
         secs = num * scale
@@ -292,7 +301,7 @@ def _parse_days(col: pd.Series) -> np.ndarray:
 
 def _read_series(
     file: Path, start: np.datetime64 | None, end: np.datetime64 | None, repair: bool
-) -> tuple[_Series, list[str]]:
+) -> tuple[AssetSeries, list[str]]:
     """Parse, validate and (if `repair`) clean one CSV; returns the series and the dropped-row notes."""
     try:
         df = pd.read_csv(file, skipinitialspace=True)
@@ -301,6 +310,9 @@ def _read_series(
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{file}: unreadable CSV ({e})") from None
     df.columns = [str(c).strip().lower() for c in df.columns]
+    dup_cols = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if dup_cols:
+        raise DataError(f"{file}: duplicate column(s) {dup_cols} (names are case-insensitive)")
     if len(df) == 0:
         raise DataError(f"{file}: empty file (header only, no data rows)")
     date_col = next((c for c in DATE_COLUMNS if c in df.columns), None)
@@ -325,7 +337,11 @@ def _read_series(
         for i in np.flatnonzero(mask):
             problems.setdefault(int(i), []).append(reason(i) if callable(reason) else reason)
 
-    flag(np.isnat(days), lambda i: f"unparsable {date_col} {df[date_col].iloc[i]!r}")
+    def date_problem(i: int) -> str:
+        raw = df[date_col].iloc[i]
+        return f"missing {date_col}" if pd.isna(raw) else f"unparsable {date_col} {raw!r}"
+
+    flag(np.isnat(days), date_problem)
     for name, v in px.items():
         flag(~np.isfinite(v), lambda i, name=name: f"{name} is NaN/inf/non-numeric ({df[name].iloc[i]!r})")
         flag(np.isfinite(v) & (v <= 0), lambda i, name=name, v=v: f"non-positive {name} ({v[i]:g})")
@@ -381,7 +397,7 @@ def _read_series(
     if not in_range.any():
         raise DataError(f"{file}: no rows between start={start} and end={end}")
     sel = in_range
-    return _Series(days[sel], o[sel], hi_all[sel], lo_all[sel], c[sel], vol[sel], prior), notes
+    return AssetSeries(days[sel], o[sel], hi_all[sel], lo_all[sel], c[sel], vol[sel], prior), notes
 
 
 def _list_files(path: str | PathLike | Sequence[str | PathLike]) -> list[Path]:
@@ -423,7 +439,9 @@ def load_daily(
     list). `asset_classes` maps symbol -> "crypto"/"stock"/bool and wins over the suffix rule.
     `start`/`end` (inclusive) restrict the calendar; the last close before `start` marks an asset
     until its first bar. Bad rows raise `DataError`, or with `repair=True` are dropped with one
-    warning listing them. OHLC ordering violations within `PRICE_RTOL` are clamped silently.
+    warning listing them; messages name the file, the 1-based data row (header and blank lines not
+    counted), its date and the problem. OHLC ordering violations within `PRICE_RTOL` are clamped
+    silently (high/low widened to cover open/close).
     """
     files = _list_files(path)
     by_symbol: dict[str, Path] = {}
@@ -440,8 +458,8 @@ def load_daily(
             raise DataError(f"load_daily: duplicate symbols in {symbols}")
     else:
         symbols = list(by_symbol)
-    start_day = None if start is None else _to_day(start)
-    end_day = None if end is None else _to_day(end)
+    start_day = None if start is None else to_day(start)
+    end_day = None if end is None else to_day(end)
     if start_day is not None and end_day is not None and end_day < start_day:
         raise DataError(f"load_daily: end {end_day} is before start {start_day}")
     try:
@@ -468,7 +486,7 @@ def split(
     market: MarketData, train_end: DateLike, val_end: DateLike
 ) -> tuple[MarketData, MarketData, MarketData]:
     """(train, val, test): dates <= train_end, in (train_end, val_end], after val_end (any may be empty)."""
-    a, b = _to_day(train_end), _to_day(val_end)
+    a, b = to_day(train_end), to_day(val_end)
     if b < a:
         raise ValueError(f"split: val_end {b} is before train_end {a}")
     i = int(np.searchsorted(market.dates, a, side="right"))

@@ -1,0 +1,196 @@
+"""Train a policy through the transition, then simulate it on held-out days beside two baselines.
+
+By default: the built-in synthetic market (4 stocks on the NYSE calendar, 2 crypto), a small
+causal transformer, `ste` fills for training, `hard` fills for validation and the test report.
+
+    python experiments/train.py                                   # synthetic market
+    python experiments/train.py --data-dir ../shared/data/daily --train-end 2024-06-30 --val-end 2025-06-30
+    python experiments/train.py --resume --out runs/NAME          # continue a killed run
+    python experiments/train.py --init-from runs/OLD --data-dir D  # fine-tune on newer data
+
+Writes `--out` (default `runs/<timestamp>`): config.json, metrics.jsonl, checkpoints/,
+report.txt, equity.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ndjax import checkpoint
+from ndjax.baselines import run_baselines
+from ndjax.data import MarketData, load_daily
+from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
+from ndjax.policy import PolicyConfig, create
+from ndjax.runner import fit
+from ndjax.sim import format_report, summary
+from ndjax.synthetic import synthetic_market
+from ndjax.train import HParams, TrainConfig, context_split, make_train, market_arrays, market_params, simulate_policy
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data-dir", help="folder of daily CSVs (default: built-in synthetic market)")
+    d.add_argument("--symbols", help="comma-separated symbols to load")
+    d.add_argument("--start"), d.add_argument("--end")
+    d.add_argument("--train-end", help="last training date (default: 60 %% of the rows)")
+    d.add_argument("--val-end", help="last validation date (default: 80 %% of the rows); the rest is the test")
+    d.add_argument("--synthetic-days", type=int, default=1100)
+    d.add_argument("--signal", type=float, default=0.25, help="planted signal strength of the synthetic market")
+    m = p.add_argument_group("model and training")
+    m.add_argument("--model", choices=["transformer", "mlp"], default="transformer")
+    m.add_argument("--lookback", type=int, default=16)
+    m.add_argument("--d-model", type=int, default=32)
+    m.add_argument("--layers", type=int, default=1)
+    m.add_argument("--window", type=int, default=96)
+    m.add_argument("--batch", type=int, default=16)
+    m.add_argument("--n-assets", type=int, help="random asset subset per window (default: all)")
+    m.add_argument("--steps", type=int, default=400)
+    m.add_argument("--eval-every", type=int, default=50)
+    m.add_argument("--lr", type=float, default=2e-3)
+    m.add_argument("--fill", choices=["ste", "soft"], default="ste")
+    m.add_argument("--fill-temperature", type=float, default=5e-4)
+    m.add_argument("--objective", default="score")
+    m.add_argument("--return-weight", type=float, default=0.08)
+    k = p.add_argument_group("market rules")
+    k.add_argument("--stock-leverage", type=float, default=2.0)
+    k.add_argument("--crypto-leverage", type=float, default=1.0)
+    k.add_argument("--maker-fee", type=float, default=0.0008)
+    k.add_argument("--leverage-rate", type=float, default=0.065)
+    k.add_argument("--interest", choices=["excess", "debit"], default="excess")
+    r = p.add_argument_group("run")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", help="run folder (default runs/<timestamp>)")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    r.add_argument("--init-from", help="run folder whose best checkpoint initialises the policy")
+    r.add_argument("--keep", type=int, default=3, help="best checkpoints to keep")
+    r.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
+    return p.parse_args(argv)
+
+
+def load_market(args: argparse.Namespace) -> MarketData:
+    if args.data_dir:
+        symbols = args.symbols.split(",") if args.symbols else None
+        return load_daily(args.data_dir, symbols=symbols, start=args.start, end=args.end)
+    return synthetic_market(args.seed, n_days=args.synthetic_days, signal_strength=args.signal)
+
+
+def split_rows(market: MarketData, train_end: str | None, val_end: str | None) -> tuple[int, int]:
+    """Row indices where validation and test start."""
+    T = market.n_days
+    a = int(np.searchsorted(market.dates, np.datetime64(train_end), "right")) if train_end else int(T * 0.6)
+    b = int(np.searchsorted(market.dates, np.datetime64(val_end), "right")) if val_end else int(T * 0.8)
+    if not 0 < a < b < T:
+        raise SystemExit(f"date split: train rows [0, {a}), validation [{a}, {b}), test [{b}, {T}) must all be "
+                         f"non-empty (dates {market.dates[0]} .. {market.dates[-1]})")
+    return a, b
+
+
+def plot_equity(path: Path, dates: np.ndarray, curves: dict[str, np.ndarray], leverage: np.ndarray) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[3, 1])
+    for name, eq in curves.items():
+        ax.plot(dates.astype("datetime64[D]").astype(object), eq, label=name)
+    ax.set_ylabel("equity")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax2.plot(dates.astype("datetime64[D]").astype(object), leverage, color="tab:red")
+    ax2.set_ylabel("policy leverage")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.resume and not (out / "checkpoints" / "latest.npz").is_file():
+        raise SystemExit(f"--resume: no checkpoint at {out / 'checkpoints' / 'latest.npz'}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    market = load_market(args)
+    a, b = split_rows(market, args.train_end, args.val_end)
+    raw = compute_features(market)
+    normalizer = Normalizer.fit(raw[:a])
+    arrays = market_arrays(market, normalizer.apply(raw))
+    P = market.periods_per_year
+    policy_cfg = PolicyConfig(model=args.model, n_features=len(FEATURE_NAMES), d_model=args.d_model,
+                              n_layers=args.layers, lookback=args.lookback)
+    cfg = TrainConfig(policy=policy_cfg, window=args.window, batch_size=args.batch, n_assets=args.n_assets,
+                      steps=args.steps, eval_every=args.eval_every, fill=args.fill, interest=args.interest,
+                      objective=args.objective, periods_per_year=P)
+    hp = HParams(learning_rate=args.lr, return_weight=args.return_weight, maker_fee=args.maker_fee,
+                 stock_max_leverage=args.stock_leverage, crypto_max_leverage=args.crypto_leverage,
+                 leverage_fee_rate=args.leverage_rate, fill_temperature=args.fill_temperature)
+    L = policy_cfg.lookback
+    meta = {
+        "symbols": list(market.symbols), "is_crypto": market.is_crypto.tolist(), "periods_per_year": P,
+        "split": {"train": [str(market.dates[0]), str(market.dates[a - 1])],
+                  "val": [str(market.dates[a]), str(market.dates[b - 1])],
+                  "test": [str(market.dates[b]), str(market.dates[-1])]},
+        "data": args.data_dir or f"synthetic(seed={args.seed}, days={args.synthetic_days}, signal={args.signal})",
+        "config": asdict(cfg), "hparams": {k: float(v) for k, v in asdict(hp).items()},
+        "normalizer": normalizer.to_dict(), "feature_names": list(FEATURE_NAMES),
+    }
+    checkpoint.write_json(out / "config.json", dict(meta, args=vars(args)))
+    print(f"ndjax: {len(market.symbols)} assets ({int(market.is_crypto.sum())} crypto), {market.n_days} rows "
+          f"{market.dates[0]} .. {market.dates[-1]}; train {meta['split']['train']}, val {meta['split']['val']}, "
+          f"test {meta['split']['test']}; run folder {out}", file=sys.stderr)
+
+    trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, L))
+    init_params = None
+    if args.init_from:
+        source = checkpoint.CheckpointManager(Path(args.init_from) / "checkpoints")
+        init_params, _ = checkpoint.load(source.best_path(), create(policy_cfg, jax.random.PRNGKey(0))[1])
+    t_train = time.perf_counter()
+    fit(trainer, cfg, hp, jax.random.PRNGKey(args.seed), out, meta=meta, resume=args.resume,
+        init_params=init_params, keep=args.keep)
+    t_train = time.perf_counter() - t_train
+
+    manager = checkpoint.CheckpointManager(out / "checkpoints")
+    best, best_meta = checkpoint.load(manager.best_path(), create(policy_cfg, jax.random.PRNGKey(0))[1])
+    test = context_split(arrays, b, market.n_days, L)
+    mp = market_params(hp, test.is_crypto, "hard", args.interest)
+    _, infos = jax.jit(lambda p: simulate_policy(trainer.graphdef, p, test, mp, L))(best)
+    n_ctx = min(b, L)
+    dates = market.dates[b - n_ctx + n_ctx + 1:] if n_ctx == L else market.dates[b + 1:]
+    baseline = run_baselines(mp, jax.tree_util.tree_map(lambda x: x[L:], test.bars()), jnp.float32(1.0))
+
+    sections = [f"Policy (best checkpoint, step {best_meta['step']}, validation score {best_meta['score']:.3f}), "
+                f"held-out test {dates[0]} .. {dates[-1]}, hard fills", "",
+                format_report(dates, infos, P, rows=not args.no_rows)]
+    for name, label in (("buy_and_hold", "Equal-weight buy and hold (1x)"), ("cash", "All cash")):
+        sections += ["", "-" * 72, label, format_report(dates, baseline[name], P, rows=False)]
+    stats = {name: summary(v, P) for name, v in {"policy": infos, **baseline}.items()}
+    table = ["", "-" * 72, f"{'':<16}{'Return':>10}{'Sortino':>10}{'MaxDD':>9}{'MaxLev':>8}{'Fees':>10}{'LevCost':>10}"]
+    for name, s in stats.items():
+        table.append(f"{name:<16}{float(s['net_pnl']) * 100:>9.2f}%{float(s['sortino']):>10.2f}"
+                     f"{float(s['max_drawdown']) * 100:>8.2f}%{float(s['max_leverage']):>7.2f}x"
+                     f"{float(s['total_fees']):>10.4f}{float(s['total_leverage_cost']):>10.4f}")
+    report = "\n".join(sections + table)
+    (out / "report.txt").write_text(report + "\n")
+    plot_equity(out / "equity.png", dates, {"policy": np.asarray(infos.equity),
+                                           "buy and hold": np.asarray(baseline["buy_and_hold"].equity),
+                                           "cash": np.asarray(baseline["cash"].equity)}, np.asarray(infos.leverage))
+    print(report)
+    print(f"\nTraining {t_train:.1f} s, total {time.perf_counter() - t_start:.1f} s; wrote {out}/report.txt, "
+          f"equity.png, metrics.jsonl, checkpoints/")
+
+
+if __name__ == "__main__":
+    main()

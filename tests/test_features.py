@@ -1,0 +1,110 @@
+"""Tests for ndjax.features: causality, values, NaN-freeness and the normaliser."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from ndjax.data import MarketData, split
+from ndjax.features import FEATURE_NAMES, PASSTHROUGH_FEATURES, Normalizer, compute_features
+from ndjax.synthetic import synthetic_market
+
+IDX = {n: i for i, n in enumerate(FEATURE_NAMES)}
+
+
+@pytest.fixture(scope="module")
+def market() -> MarketData:
+    return synthetic_market(3, n_stocks=3, n_crypto=2, n_days=200)
+
+
+def perturb_after(m: MarketData, t: int, rng: np.random.Generator) -> MarketData:
+    """Same market with every bar after row t replaced by different (valid) random bars."""
+    scale = np.ones_like(m.close)
+    scale[t + 1 :] = np.exp(rng.normal(0, 0.3, scale[t + 1 :].shape))
+    vol = m.volume.copy()
+    vol[t + 1 :] = vol[t + 1 :] * rng.uniform(0.1, 10, vol[t + 1 :].shape)
+    return dataclasses.replace(
+        m,
+        open=m.open * scale,
+        high=m.high * scale * np.where(scale != 1, 1.05, 1.0),
+        low=m.low * scale,
+        close=m.close * scale,
+        volume=vol,
+    )
+
+
+def test_shape_dtype_nan_free(market: MarketData) -> None:
+    f = compute_features(market)
+    assert f.shape == (market.n_days, market.n_assets, len(FEATURE_NAMES))
+    assert f.dtype == np.float32 and np.isfinite(f).all()
+
+
+@pytest.mark.parametrize("t", [0, 5, 19, 20, 60, 150, 198])
+def test_features_are_causal_bitwise(market: MarketData, t: int) -> None:
+    base = compute_features(market)
+    other = compute_features(perturb_after(market, t, np.random.default_rng(t)))
+    np.testing.assert_array_equal(base[: t + 1], other[: t + 1])
+    assert not np.array_equal(base[t + 1 :, :, :6], other[t + 1 :, :, :6])
+
+
+def test_values_on_own_bars_and_carry_forward(market: MarketData) -> None:
+    f = compute_features(market)
+    j = 0  # a stock: weekends are non-tradable rows
+    idx = np.flatnonzero(market.tradable[:, j])
+    c = market.close[idx, j]
+    np.testing.assert_allclose(f[idx[1:], j, IDX["logret_1"]], np.log(c[1:] / c[:-1]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(f[idx[5:], j, IDX["logret_5"]], np.log(c[5:] / c[:-5]), rtol=1e-5, atol=1e-7)
+    assert f[idx[0], j, IDX["logret_1"]] == 0 and np.all(f[idx[:19], j, IDX["logret_20"]] == 0)
+    assert np.all(f[idx[:13], j, IDX["atr_pct_14"]] == 0) and np.all(f[idx[13:], j, IDX["atr_pct_14"]] > 0)
+    h, lo = market.high[idx, j], market.low[idx, j]
+    np.testing.assert_allclose(f[idx, j, IDX["range_pct"]], (h - lo) / c, rtol=1e-5)
+    gaps = np.flatnonzero(market.tradable[:, j] == 0)
+    gaps = gaps[gaps > idx[0]]
+    assert gaps.size
+    np.testing.assert_array_equal(f[gaps, j, :6], f[gaps - 1, j, :6])  # carried forward (weekend runs)
+    np.testing.assert_array_equal(f[:, j, IDX["tradable"]], market.tradable[:, j])
+    np.testing.assert_array_equal(f[:, :, IDX["is_crypto"]], np.broadcast_to(market.is_crypto, f.shape[:2]))
+
+
+def test_calendar_features(market: MarketData) -> None:
+    f = compute_features(market)
+    weekday = (market.dates.astype(np.int64) + 3) % 7
+    np.testing.assert_allclose(f[:, 0, IDX["dow_sin"]], np.sin(2 * np.pi * weekday / 7), atol=1e-6)
+    np.testing.assert_array_equal(f[:, 1, IDX["stock_tradable_next"]], market.stock_tradable_next)
+    fri = np.flatnonzero(weekday == 4)
+    assert np.all(f[fri, 0, IDX["next_session_days"]] >= 2 / 3)
+
+
+def test_normalizer_fit_on_train_only_and_roundtrip(market: MarketData) -> None:
+    train, _, test = split(market, market.dates[119], market.dates[159])
+    f_all = compute_features(market)
+    f_train = f_all[: train.n_days]
+    norm = Normalizer.fit(f_train, train.tradable)
+    # same statistics as fitting on the training rows by hand: test rows do not leak in
+    sel = f_train[train.tradable > 0].astype(np.float64)
+    k = IDX["logret_1"]
+    assert norm.mean[k] == pytest.approx(sel[:, k].mean()) and norm.std[k] == pytest.approx(sel[:, k].std())
+    for name in PASSTHROUGH_FEATURES:
+        assert norm.mean[IDX[name]] == 0 and norm.std[IDX[name]] == 1
+    z = norm.apply(f_all[-test.n_days :])
+    assert z.dtype == np.float32 and np.isfinite(z).all() and np.abs(z).max() <= norm.clip
+    np.testing.assert_array_equal(z[..., IDX["is_crypto"]], f_all[-test.n_days :, :, IDX["is_crypto"]])
+    again = Normalizer.from_dict(json.loads(json.dumps(norm.to_dict())))
+    np.testing.assert_array_equal(again.apply(f_all), norm.apply(f_all))
+    assert again.names == FEATURE_NAMES
+
+
+def test_normalizer_guards_constant_features() -> None:
+    x = np.zeros((10, 2, 3), dtype=np.float32)
+    x[..., 0] = 5.0
+    x[..., 1] = np.arange(10)[:, None]
+    norm = Normalizer.fit(x, clip=None)
+    assert norm.std[0] == 1.0 and norm.std[2] == 1.0
+    z = norm.apply(x)
+    np.testing.assert_array_equal(z[..., 0], 0.0)
+    assert abs(z[..., 1].std() - 1) < 1e-5
+    with pytest.raises(ValueError):
+        Normalizer.fit(x, np.zeros((10, 2)))
