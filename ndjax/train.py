@@ -3,7 +3,8 @@
 Updates run inside `lax.scan`; each update samples a batch of random windows over
 random asset subsets (one shared-cash account per window), rolls the policy through
 the one transition (`fill` of the config, `ste` by default), and ascends the
-objective. Every `eval_every` updates the policy is simulated on the validation
+objective of the batch's pooled daily returns (a mean of per-window Sortino ratios
+would reward windows that happen to hold no losing day). Every `eval_every` updates the policy is simulated on the validation
 period with `hard` fills, the honest figure, and the best parameters so far are
 kept. Metrics come back from the scans; numeric hyperparameters are traced so runs
 `vmap` over seeds and hyperparameters.
@@ -104,6 +105,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     periods_per_year: int = 365
     initial_cash: float = 1.0
+    pool_batch: bool = True  # objective of the batch's pooled daily returns, not the mean over windows
 
     def __post_init__(self) -> None:
         if self.fill not in ("soft", "ste", "hard"):
@@ -242,18 +244,21 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
             valid=per_asset(train_arrays.valid), is_crypto=train_arrays.is_crypto[idx],
         )
 
-    def window_objective(params, hp: HParams, key: jax.Array):
+    def window_returns(params, hp: HParams, key: jax.Array):
         win = sample_window(key)
         mp = market_params(hp, win.is_crypto, cfg.fill, cfg.interest)
         _, infos = simulate_policy(graphdef, params, win, mp, L, cfg.initial_cash)
-        value = evaluate_returns(infos.returns, cfg.objective, P, hp.return_weight)
-        return value, path_metrics(infos, P)
+        return infos.returns, path_metrics(infos, P)
 
     def batch_loss(params, hp: HParams, key: jax.Array):
-        values, metrics = jax.vmap(window_objective, in_axes=(None, None, 0))(
-            params, hp, jax.random.split(key, cfg.batch_size))
+        returns, metrics = jax.vmap(window_returns, in_axes=(None, None, 0))(
+            params, hp, jax.random.split(key, cfg.batch_size))  # (B, W)
+        if cfg.pool_batch:
+            value = evaluate_returns(returns.reshape(-1), cfg.objective, P, hp.return_weight)
+        else:
+            value = jnp.mean(evaluate_returns(returns, cfg.objective, P, hp.return_weight))
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
-        return -jnp.mean(values), dict(metrics, objective=jnp.mean(values))
+        return -value, dict(metrics, objective=value)
 
     def update(ts: TrainState, hp: HParams) -> tuple[TrainState, dict]:
         key, sub = jax.random.split(ts.key)
