@@ -26,14 +26,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ndjax import checkpoint
-from ndjax.baselines import run_baselines
 from ndjax.data import MarketData, load_daily
+from ndjax.evaluation import held_out
 from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
 from ndjax.policy import PolicyConfig, create
 from ndjax.runner import fit
 from ndjax.sim import format_report, summary
 from ndjax.synthetic import synthetic_market
-from ndjax.train import HParams, TrainConfig, context_split, make_train, market_arrays, market_params, simulate_policy
+from ndjax.train import HParams, TrainConfig, context_split, make_train, market_arrays, market_params
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -165,19 +165,18 @@ def main(argv: list[str] | None = None) -> None:
 
     manager = checkpoint.CheckpointManager(out / "checkpoints")
     best, best_meta = checkpoint.load(manager.best_path(), create(policy_cfg, jax.random.PRNGKey(0))[1])
-    test = context_split(arrays, b, market.n_days, L)
-    mp = market_params(hp, test.is_crypto, "hard", args.interest)
-    _, infos = jax.jit(lambda p: simulate_policy(trainer.graphdef, p, test, mp, L))(best)
-    n_ctx = min(b, L)
-    dates = market.dates[b - n_ctx + n_ctx + 1:] if n_ctx == L else market.dates[b + 1:]
-    baseline = run_baselines(mp, jax.tree_util.tree_map(lambda x: x[L:], test.bars()), jnp.float32(1.0))
-
+    if b < L:
+        raise SystemExit(f"date split: the test starts at row {b}, before {L} rows of encoder context exist")
+    mp = market_params(hp, arrays.is_crypto, "hard", args.interest)
+    runs = held_out(trainer.graphdef, best, arrays, b, L, mp)
+    infos, baseline = runs["policy"], {k: runs[k] for k in ("buy_and_hold", "cash")}
+    dates = market.dates[b + 1:]
     sections = [f"Policy (best checkpoint, step {best_meta['step']}, validation score {best_meta['score']:.3f}), "
                 f"held-out test {dates[0]} .. {dates[-1]}, hard fills", "",
                 format_report(dates, infos, P, rows=not args.no_rows)]
     for name, label in (("buy_and_hold", "Equal-weight buy and hold (1x)"), ("cash", "All cash")):
         sections += ["", "-" * 72, label, format_report(dates, baseline[name], P, rows=False)]
-    stats = {name: summary(v, P) for name, v in {"policy": infos, **baseline}.items()}
+    stats = {name: summary(v, P) for name, v in runs.items()}
     table = ["", "-" * 72, f"{'':<16}{'Return':>10}{'Sortino':>10}{'MaxDD':>9}{'MaxLev':>8}{'Fees':>10}{'LevCost':>10}"]
     for name, s in stats.items():
         table.append(f"{name:<16}{float(s['net_pnl']) * 100:>9.2f}%{float(s['sortino']):>10.2f}"

@@ -123,6 +123,9 @@ class Policy(nnx.Module):
         self.norm = nnx.LayerNorm(cfg.d_model, rngs=rngs)
         self.head_in = nnx.Linear(2 * cfg.d_model + STATE_FEATURES, cfg.hidden, rngs=rngs)
         self.head_out = nnx.Linear(cfg.hidden, 4, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        # start with limits near the previous close (sigmoid(-2) ~ 0.12 of the band) so most orders fill
+        # and the fractions get gradient from the first update
+        self.head_out.bias[...] = jnp.array([-2.0, -2.0, 0.0, 0.0])
 
     def encode(self, features: jax.Array, valid: jax.Array | None = None) -> jax.Array:
         """Market embedding per day and asset.  features (T, N, F), valid (T, N) -> (T, N, D)."""

@@ -205,10 +205,12 @@ def path_metrics(infos: Any, periods_per_year: float) -> dict[str, jax.Array]:
 
 @dataclass(frozen=True)
 class Trainer:
-    """The pieces of a run. `train(key, hparams)` is the whole run as one pure function; `init`,
+    """The pieces of a run. `train(key, hparams)` is the whole run as one pure function; `loss(params, hparams, key)`
+    is the negated objective of one sampled batch; `init`,
     `chunk` (eval_every updates then one validation) and `evaluate` let a host loop checkpoint."""
 
     graphdef: nnx.GraphDef
+    loss: Callable[[Any, HParams, jax.Array], tuple[jax.Array, dict]]
     init: Callable[[jax.Array, HParams], TrainState]
     chunk: Callable[[TrainState, HParams], tuple[TrainState, dict]]
     evaluate: Callable[[Any, HParams], dict]
@@ -266,7 +268,7 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         opt = make_optimizer(cfg, hp)
         updates, opt_state = opt.update(grads, ts.opt_state, ts.params)
         params = optax.apply_updates(ts.params, updates)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
                        learning_rate=opt_state[1].hyperparams["learning_rate"])
         return ts._replace(params=params, opt_state=opt_state, key=key, step=ts.step + 1), metrics
 
@@ -295,7 +297,7 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         ts = init(key, hp)
         return jax.lax.scan(lambda s, _: chunk(s, hp), ts, None, length=cfg.n_evals)
 
-    return Trainer(graphdef=graphdef, init=init, chunk=chunk, evaluate=evaluate, train=train)
+    return Trainer(graphdef=graphdef, loss=batch_loss, init=init, chunk=chunk, evaluate=evaluate, train=train)
 
 
 def context_split(arrays: MarketArrays, start: int, stop: int, lookback: int) -> MarketArrays:
