@@ -1,7 +1,8 @@
 """Train a policy through the transition, then simulate it on held-out days beside two baselines.
 
-By default: the built-in synthetic market (4 stocks on the NYSE calendar, 2 crypto), a small
-causal transformer, `ste` fills for training, `hard` fills for validation and the test report.
+By default: the built-in synthetic market (4 stocks on the NYSE calendar, 2 crypto, planted momentum 0.3), an MLP
+policy (`--model transformer` for the causal transformer), `ste` fills for training, `hard` fills for
+validation and the test report.
 
     python experiments/train.py                                   # synthetic market
     python experiments/train.py --data-dir ../shared/data/daily --train-end 2024-06-30 --val-end 2025-06-30
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--n-assets", type=int, help="random asset subset per window (default: all)")
     m.add_argument("--steps", type=int, default=400)
     m.add_argument("--eval-every", type=int, default=50)
-    m.add_argument("--lr", type=float, default=1e-3)
+    m.add_argument("--lr", type=float, default=3e-3)
     m.add_argument("--fill", choices=["ste", "soft"], default="ste")
     m.add_argument("--fill-temperature", type=float, default=5e-3,
                    help="soft-fill scale for training gradients; ste forward values stay exactly hard")
