@@ -27,7 +27,11 @@ BUST_LEVERAGE = 1e3
 
 @struct.dataclass
 class MarketParams:
-    """Market rules. Numeric fields are traced leaves (vmap-able); `fill` and `interest` are static.
+    """Market rules. Numeric fields are traced leaves (vmap-able); `fill`, `interest`, `gap_fill` are static.
+
+    Broker-realism options, off by default: `gap_fill` executes a buy limit above the bar's open
+    (a sell limit below it) at the open; `participation_cap` limits each executed quantity to that
+    fraction of the bar's volume.
 
     `is_crypto` is `(N,)` bool; every other asset is a stock.
     """
@@ -39,8 +43,10 @@ class MarketParams:
     leverage_fee_rate: Any = 0.065
     day_count: Any = 365.0
     fill_temperature: Any = 5e-4
+    participation_cap: Any = None  # max fraction of the bar's volume one fill may take; None = off
     fill: str = struct.field(pytree_node=False, default="hard")
     interest: str = struct.field(pytree_node=False, default="excess")
+    gap_fill: bool = struct.field(pytree_node=False, default=False)  # limits through the open fill at the open
 
     def __post_init__(self) -> None:
         if self.fill not in FILL_MODES:
@@ -56,6 +62,7 @@ class MarketParams:
             ("leverage_fee_rate", False),
             ("day_count", True),
             ("fill_temperature", True),
+            ("participation_cap", True),
         ):
             value = _concrete(getattr(self, name))
             if value is None:
@@ -240,10 +247,20 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
     fb, fs = _fills(params, action, bar, p)
     xb = buy_order * fb
     xs = sell_order * fs
-    buy_notional = jnp.sum(xb * action.buy_price, axis=-1)
-    sell_notional = jnp.sum(xs * action.sell_price, axis=-1)
+    if params.participation_cap is not None:
+        if bar.volume is None:
+            raise ValueError("MarketParams.participation_cap needs Bar.volume")
+        cap = params.participation_cap * bar.volume
+        xb, xs = jnp.minimum(xb, cap), jnp.minimum(xs, cap)
+    buy_px, sell_px = action.buy_price, action.sell_price
+    if params.gap_fill:
+        if bar.open is None:
+            raise ValueError("MarketParams.gap_fill needs Bar.open")
+        buy_px, sell_px = jnp.minimum(buy_px, bar.open), jnp.maximum(sell_px, bar.open)
+    buy_notional = jnp.sum(xb * buy_px, axis=-1)
+    sell_notional = jnp.sum(xs * sell_px, axis=-1)
     fees = f * (buy_notional + sell_notional)
-    c2 = c1 - jnp.sum(xb * action.buy_price * (1 + f), axis=-1) + jnp.sum(xs * action.sell_price * (1 - f), axis=-1)
+    c2 = c1 - jnp.sum(xb * buy_px * (1 + f), axis=-1) + jnp.sum(xs * sell_px * (1 - f), axis=-1)
     q_new = jnp.maximum(q + xb - xs, 0)
 
     gross = jnp.sum(q_new * bar.close, axis=-1)

@@ -303,3 +303,68 @@ def test_crypto_symbol_rule_and_override():
 def test_init_state_broadcasts():
     s = init_state(1000.0, jnp.ones((4, 3)))
     assert s.cash.shape == (4,) and s.inventory.shape == (4, 3) and float(s.inventory.sum()) == 0
+
+
+def _one_asset(open_, high, low, close, volume=1e9):
+    f = lambda x: jnp.array([[x]])  # noqa: E731
+    return Bar(high=f(high), low=f(low), close=f(close), tradable=jnp.ones((1, 1)), days_elapsed=jnp.ones(1),
+               open=f(open_), volume=f(volume))
+
+
+def test_gap_fill_by_hand():
+    # all cash 1000, stock at 100; bar gaps down to open 95: a buy limit at 99 fills at the open
+    state = PortfolioState(cash=jnp.array([1000.0]), inventory=jnp.zeros((1, 1)), mark=jnp.array([[100.0]]))
+    bar = _one_asset(95.0, 97.0, 94.0, 96.0)
+    action = Action(jnp.array([[99.0]]), jnp.array([[101.0]]), jnp.array([[0.5]]), jnp.zeros((1, 1)))
+    for gap, px in ((False, 99.0), (True, 95.0)):
+        params = MarketParams(is_crypto=jnp.array([False]), gap_fill=gap)
+        _, info = jstep(params, state, action, bar)
+        qty = 0.5 * 2 * 1000 / (99.0 * 1.0008)  # half of the 2x room, sized at the limit
+        np.testing.assert_allclose(info.buy_qty[0, 0], qty, rtol=1e-6)
+        np.testing.assert_allclose(info.cash[0], 1000 - qty * px * 1.0008, rtol=1e-6, atol=1e-3)
+        np.testing.assert_allclose(info.fees[0], 0.0008 * qty * px, rtol=1e-6)
+    # a sell limit below a gap-up open sells at the open
+    held = PortfolioState(cash=jnp.array([0.0]), inventory=jnp.array([[10.0]]), mark=jnp.array([[100.0]]))
+    up = _one_asset(106.0, 108.0, 104.0, 107.0)
+    sell = Action(jnp.array([[90.0]]), jnp.array([[102.0]]), jnp.zeros((1, 1)), jnp.ones((1, 1)))
+    _, info = jstep(MarketParams(is_crypto=jnp.array([False]), gap_fill=True), held, sell, up)
+    np.testing.assert_allclose(info.cash[0], 10 * 106.0 * (1 - 0.0008), rtol=1e-6)
+
+
+def test_participation_cap_by_hand():
+    state = PortfolioState(cash=jnp.array([1000.0]), inventory=jnp.array([[30.0]]), mark=jnp.array([[10.0]]))
+    bar = _one_asset(10.0, 11.0, 9.0, 10.0, volume=100.0)
+    action = Action(jnp.array([[10.0]]), jnp.array([[10.5]]), jnp.ones((1, 1)), jnp.ones((1, 1)))
+    params = MarketParams(is_crypto=jnp.array([True]), participation_cap=0.1)
+    _, info = jstep(params, state, action, bar)
+    np.testing.assert_allclose(info.buy_qty[0, 0], 10.0)  # order ~99.9 units, capped at 10 % of 100
+    np.testing.assert_allclose(info.sell_qty[0, 0], 10.0)  # order 30 units
+    np.testing.assert_allclose(info.inventory[0, 0], 30.0)
+    with pytest.raises(ValueError, match="volume"):
+        jstep(params, state, action, bar.replace(volume=None))
+    with pytest.raises(ValueError, match="participation_cap"):
+        MarketParams(is_crypto=jnp.array([True]), participation_cap=0.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=seeds)
+def test_invariants_hold_with_realism_options(seed):
+    case = random_case(seed)
+    rng = np.random.default_rng(seed)
+    opn = case["low"] + (case["high"] - case["low"]) * rng.uniform(0, 1, case["low"].shape)
+    volume = rng.exponential(20, case["low"].shape)
+    with jax.enable_x64(True):
+        params, state, action, bar = to_jax(case, jnp.float64, gap_fill=True, participation_cap=0.2)
+        bar = bar.replace(open=jnp.asarray(opn), volume=jnp.asarray(volume))
+        _, info = jstep(params, state, action, bar)
+        info = jax.tree_util.tree_map(np.asarray, info)
+    ref = reference_step(**case)
+    chex.assert_tree_all_finite(info)
+    assert np.all(info.inventory >= 0) and np.all(info.sell_qty <= case["inventory"] * (1 + 1e-12))
+    assert np.all(info.buy_qty <= 0.2 * volume + 1e-12) and np.all(info.sell_qty <= 0.2 * volume + 1e-12)
+    assert np.all(info.buy_qty[case["tradable"] == 0] == 0)
+    crypto = case["is_crypto"]
+    exec_px = np.minimum(case["buy_price"], opn)
+    spent = info.buy_qty * exec_px * 1.0008
+    assert np.all(np.sum(spent * ~crypto, -1) <= ref["room_stock"] * (1 + 1e-9) + 1e-9)
+    assert np.all(np.sum(spent * crypto, -1) <= ref["room_crypto"] * (1 + 1e-9) + 1e-9)
