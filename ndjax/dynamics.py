@@ -29,7 +29,9 @@ BUST_LEVERAGE = 1e3
 class MarketParams:
     """Market rules. Numeric fields are traced leaves (vmap-able); `fill`, `interest`, `gap_fill` are static.
 
-    Broker-realism options, off by default: `gap_fill` executes a buy limit above the bar's open
+    Probe mode, off by default: with `probe_notional=x` (and a state from `init_state(..., probe=True)`)
+    a symbol whose last closed trade lost, or whose last two closed trades sum to <= 0, may spend at
+    most `x * E1` on its next buy. Broker-realism options, off by default: `gap_fill` executes a buy limit above the bar's open
     (a sell limit below it) at the open; `participation_cap` limits each executed quantity to that
     fraction of the bar's volume.
 
@@ -44,6 +46,7 @@ class MarketParams:
     day_count: Any = 365.0
     fill_temperature: Any = 5e-4
     participation_cap: Any = None  # max fraction of the bar's volume one fill may take; None = off
+    probe_notional: Any = None  # probe mode: buy outlay cap (fraction of equity) after losing trades; None = off
     fill: str = struct.field(pytree_node=False, default="hard")
     interest: str = struct.field(pytree_node=False, default="excess")
     gap_fill: bool = struct.field(pytree_node=False, default=False)  # limits through the open fill at the open
@@ -63,6 +66,7 @@ class MarketParams:
             ("day_count", True),
             ("fill_temperature", True),
             ("participation_cap", True),
+            ("probe_notional", False),
         ):
             value = _concrete(getattr(self, name))
             if value is None:
@@ -101,6 +105,18 @@ class PortfolioState:
     cash: jax.Array
     inventory: jax.Array
     mark: jax.Array
+    probe: ProbeState | None = None
+
+
+@struct.dataclass
+class ProbeState:
+    """Per-asset trade memory for probe mode `(..., N)`: average cost per unit held (fee included),
+    the returns of the last two closed trades (`last` most recent) and how many trades have closed."""
+
+    cost_basis: jax.Array
+    last: jax.Array
+    previous: jax.Array
+    n_closed: jax.Array
 
 
 @struct.dataclass
@@ -172,11 +188,38 @@ def asset_class_mask(
     return np.asarray(out, dtype=bool)
 
 
-def init_state(initial_cash: Any, mark: jax.Array) -> PortfolioState:
-    """All-cash book; `mark (..., N)` sets the batch shape and dtype, `initial_cash` broadcasts to `(...)`."""
+def init_state(initial_cash: Any, mark: jax.Array, *, probe: bool = False) -> PortfolioState:
+    """All-cash book; `mark (..., N)` sets the batch shape and dtype, `initial_cash` broadcasts to `(...)`.
+
+    `probe=True` adds the empty trade memory that probe mode (`MarketParams.probe_notional`) needs.
+    """
     mark = jnp.asarray(mark)
     cash = jnp.broadcast_to(jnp.asarray(initial_cash, dtype=mark.dtype), mark.shape[:-1])
-    return PortfolioState(cash=cash, inventory=jnp.zeros_like(mark), mark=mark)
+    zeros = jnp.zeros_like(mark)
+    memory = ProbeState(cost_basis=zeros, last=zeros, previous=zeros, n_closed=zeros) if probe else None
+    return PortfolioState(cash=cash, inventory=zeros, mark=mark, probe=memory)
+
+
+def probing(memory: ProbeState) -> jax.Array:
+    """`(..., N)` bool: the last closed trade lost, or the last two sum to <= 0."""
+    return ((memory.n_closed >= 1) & (memory.last < 0)) | ((memory.n_closed >= 2) & (memory.last + memory.previous <= 0))
+
+
+def _update_memory(memory: ProbeState, q: jax.Array, xb: jax.Array, xs: jax.Array, buy_px: jax.Array,
+                   sell_px: jax.Array, f: Any, q_new: jax.Array) -> ProbeState:
+    """Sells close a trade at `sell_px (1 - f) / cost_basis - 1`; buys average into the cost basis."""
+    sold = xs > 0
+    closed = sell_px * (1 - f) / jnp.where(memory.cost_basis > 0, memory.cost_basis, 1.0) - 1
+    closed = jnp.where(memory.cost_basis > 0, closed, 0.0)
+    kept = q - xs
+    held_cost = jnp.maximum(kept, 0) * memory.cost_basis + xb * buy_px * (1 + f)
+    basis = jnp.where(q_new > 0, held_cost / jnp.where(q_new > 0, q_new, 1.0), 0.0)
+    return ProbeState(
+        cost_basis=basis,
+        last=jnp.where(sold, closed, memory.last),
+        previous=jnp.where(sold, memory.last, memory.previous),
+        n_closed=memory.n_closed + sold.astype(memory.n_closed.dtype),
+    )
 
 
 @jax.custom_jvp
@@ -241,6 +284,11 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
     W_stock = jnp.maximum(1, _class_sum(w, stock))[..., None]
     W_crypto = jnp.maximum(1, _class_sum(w, crypto))[..., None]
     outlay = jnp.where(crypto, w / W_crypto * room_crypto[..., None], w / W_stock * room_stock[..., None])
+    if params.probe_notional is not None:
+        if state.probe is None:
+            raise ValueError("MarketParams.probe_notional needs a state with trade memory: init_state(..., probe=True)")
+        cap = params.probe_notional * jnp.maximum(E1, 0)[..., None]
+        outlay = jnp.where(probing(state.probe), jnp.minimum(outlay, cap), outlay)
     buy_order = outlay / (action.buy_price * (1 + f))
     sell_order = jnp.clip(action.sell_frac, 0, 1) * q * tradable
 
@@ -272,7 +320,10 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
         positive, gross / jnp.where(positive, E2, 1), jnp.where(gross > 0, BUST_LEVERAGE, 0).astype(p.dtype)
     )
 
-    new_state = PortfolioState(cash=c2, inventory=q_new, mark=bar.close)
+    memory = state.probe
+    if memory is not None:
+        memory = _update_memory(memory, q, xb, xs, buy_px, sell_px, f, q_new)
+    new_state = PortfolioState(cash=c2, inventory=q_new, mark=bar.close, probe=memory)
     info = StepInfo(
         equity=E2,
         prev_equity=E0,

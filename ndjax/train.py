@@ -41,6 +41,8 @@ class MarketArrays:
     days_elapsed: jax.Array
     valid: jax.Array
     is_crypto: jax.Array
+    open: jax.Array | None = None
+    volume: jax.Array | None = None
 
     @property
     def n_days(self) -> int:
@@ -48,14 +50,12 @@ class MarketArrays:
 
     def rows(self, start: int, stop: int) -> MarketArrays:
         """Rows `start:stop` of the time axis (static bounds)."""
-        return self.replace(**{k: getattr(self, k)[start:stop] for k in _TIME_FIELDS})
+        return jax.tree_util.tree_map(lambda x: x[start:stop], self.replace(is_crypto=None)).replace(
+            is_crypto=self.is_crypto)
 
     def bars(self) -> Bar:
         return Bar(high=self.high, low=self.low, close=self.close, tradable=self.tradable,
-                   days_elapsed=self.days_elapsed)
-
-
-_TIME_FIELDS = ("features", "high", "low", "close", "tradable", "days_elapsed", "valid")
+                   days_elapsed=self.days_elapsed, open=self.open, volume=self.volume)
 
 
 def market_arrays(market: Any, features: np.ndarray, dtype: Any = jnp.float32) -> MarketArrays:
@@ -71,6 +71,8 @@ def market_arrays(market: Any, features: np.ndarray, dtype: Any = jnp.float32) -
         days_elapsed=jnp.asarray(market.days_elapsed, dtype),
         valid=jnp.asarray(listed),
         is_crypto=jnp.asarray(market.is_crypto, bool),
+        open=jnp.asarray(market.open, dtype),
+        volume=jnp.asarray(market.volume, dtype),
     )
 
 
@@ -169,16 +171,19 @@ def make_optimizer(cfg: TrainConfig, hp: HParams) -> optax.GradientTransformatio
 
 def simulate_policy(
     graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, mp: MarketParams, lookback: int,
-    initial_cash: float = 1.0, lag: int = 1,
+    initial_cash: float = 1.0, lag: int = 1, probe: bool = False,
 ):
     """Roll the policy over `arrays`, acting from row `lookback` on (the first rows are encoder context).
+
+    `lag` > 1 delays decisions (a lookahead check); `probe` gives the state the trade memory that
+    `MarketParams.probe_notional` needs.
 
     Returns `(actions, infos)` for bars `lookback + lag .. T-1`.
     """
     emb = encode(graphdef, params, arrays.features, arrays.valid)
     bars = arrays.bars()
     tail = jax.tree_util.tree_map(lambda x: x[lookback:], bars)
-    state0 = init_state(initial_cash, arrays.close[lookback])
+    state0 = init_state(initial_cash, arrays.close[lookback], probe=probe)
     _, (actions, infos) = rollout(mp, policy_apply(graphdef), params, state0, emb[lookback:], tail, lag=lag)
     return actions, infos
 

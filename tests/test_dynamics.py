@@ -368,3 +368,52 @@ def test_invariants_hold_with_realism_options(seed):
     spent = info.buy_qty * exec_px * 1.0008
     assert np.all(np.sum(spent * ~crypto, -1) <= ref["room_stock"] * (1 + 1e-9) + 1e-9)
     assert np.all(np.sum(spent * crypto, -1) <= ref["room_crypto"] * (1 + 1e-9) + 1e-9)
+
+
+def test_probe_mode_transitions():
+    from ndjax.dynamics import init_state, probing
+    from ndjax.sim import simulate
+
+    # one crypto asset, hard fills: buy @100, sell @90 (loss), capped buy @100, sell @125 (win), full buy @100
+    prices = [(100.0, 100.0), (90.0, 90.0), (100.0, 100.0), (125.0, 125.0), (100.0, 100.0)]
+    T = len(prices)
+    close = jnp.array([[c] for _, c in prices])
+    bars = Bar(high=close, low=close, close=close, tradable=jnp.ones((T, 1)), days_elapsed=jnp.ones(T))
+    buy = jnp.array([[1.0], [0.0], [1.0], [0.0], [1.0]])
+    sell = 1.0 - buy
+    actions = Action(buy_price=close, sell_price=close, buy_frac=buy, sell_frac=sell)
+    params = MarketParams(is_crypto=jnp.array([True]), probe_notional=0.1)
+    state0 = init_state(1000.0, jnp.array([100.0]), probe=True)
+    final, infos = simulate(params, state0, actions, bars)
+    spent = np.asarray(infos.buy_qty[:, 0] * close[:, 0] * 1.0008)
+    equity_before = np.asarray(infos.prev_equity)
+    np.testing.assert_allclose(spent[0], 1000.0, rtol=1e-5)  # no history: normal
+    np.testing.assert_allclose(spent[2], 0.1 * equity_before[2], rtol=1e-5)  # after a loss: probe size
+    np.testing.assert_allclose(spent[4], equity_before[4], rtol=1e-4)  # loss then a larger win: normal again
+    assert int(final.probe.n_closed[0]) == 2 and not bool(probing(final.probe)[0])
+    # without probe mode the same path buys in full after the loss
+    _, plain = simulate(params.replace(probe_notional=None), init_state(1000.0, jnp.array([100.0])), actions, bars)
+    assert float(plain.buy_qty[2, 0] * 100.0 * 1.0008) == pytest.approx(float(plain.prev_equity[2]), rel=1e-5)
+    with pytest.raises(ValueError, match="probe"):
+        simulate(params, init_state(1000.0, jnp.array([100.0])), actions, bars)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=seeds)
+def test_invariants_hold_in_probe_mode(seed):
+    from ndjax.dynamics import ProbeState
+
+    case = random_case(seed)
+    rng = np.random.default_rng(seed)
+    shape = case["mark"].shape
+    memory = ProbeState(cost_basis=jnp.asarray(case["mark"] * rng.uniform(0.8, 1.2, shape)),
+                        last=jnp.asarray(rng.normal(0, 0.05, shape)), previous=jnp.asarray(rng.normal(0, 0.05, shape)),
+                        n_closed=jnp.asarray(rng.integers(0, 3, shape).astype(np.float64)))
+    with jax.enable_x64(True):
+        params, state, action, bar = to_jax(case, jnp.float64, probe_notional=0.05)
+        new, info = jstep(params, state.replace(probe=memory), action, bar)
+        new, info = jax.tree_util.tree_map(np.asarray, (new, info))
+    ref = reference_step(**case)
+    chex.assert_tree_all_finite((new, info))
+    assert np.all(info.inventory >= 0) and np.all(info.buy_qty <= ref["xb"] * (1 + 1e-12) + 1e-15)
+    assert np.all(new.probe.cost_basis >= 0)
