@@ -16,14 +16,12 @@ report.txt, equity.png.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ndjax import checkpoint

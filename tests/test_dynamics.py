@@ -221,7 +221,7 @@ def test_leading_batch_dims():
     reshape = lambda x: x.reshape((2, 3) + x.shape[1:])  # noqa: E731
     new2, info2 = jstep(params, *jax.tree_util.tree_map(reshape, (state, action, bar)))
     new1, info1 = jstep(params, state, action, bar)
-    assert info2.equity.shape == (2, 3) and info2.buy_qty.shape == (2, 3, N := case["mark"].shape[-1])
+    assert info2.equity.shape == (2, 3) and info2.buy_qty.shape == (2, 3, case["mark"].shape[-1])
     chex.assert_trees_all_close(jax.tree_util.tree_map(reshape, info1), info2)
 
 

@@ -1,0 +1,185 @@
+"""Hyperparameter sweep: K training runs as one vmapped program, sharded over every device, and a leaderboard.
+
+Every run shares the static config (model, window, batch, steps) and the data; runs differ in seed and in
+the numeric `HParams`. Each hyperparameter option takes a comma list (grid values, or choices for a random
+search) or `lo:hi` (a range, random search only; learning rate and fill temperature log-uniform).
+
+    python experiments/sweep.py                                     # grid: 4 learning rates x 2 seeds = 8 runs
+    python experiments/sweep.py --lr 1e-3,3e-3 --maker-fee 0,0.0008 --stock-leverage 1,2 --seeds 0
+    python experiments/sweep.py --search random --n 16 --lr 1e-4:3e-2 --return-weight 0:0.2 --max-parallel 8
+    python experiments/sweep.py --data-dir ../shared/data/daily --train-end 2024-06-30 --val-end 2025-06-30
+
+The K runs go through the devices in chunks of `--max-parallel` (default: all K at once; one compiled
+program, the last chunk padded). Writes `--out` (default `runs/sweep-<timestamp>`): leaderboard.csv (best
+first, metrics of each run's best validation evaluation, hard fills) and config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from ndjax.data import load_daily
+from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
+from ndjax.policy import PolicyConfig
+from ndjax.sweep import (
+    HPARAM_NAMES,
+    format_leaderboard,
+    grid,
+    leaderboard,
+    n_shards,
+    random_search,
+    round_up,
+    sweep,
+    to_host,
+    with_seeds,
+    write_leaderboard,
+)
+from ndjax.synthetic import synthetic_market
+from ndjax.train import HParams, TrainConfig, context_split, make_train, market_arrays
+
+# option -> (HParams field, default)
+HP_OPTIONS = {
+    "lr": ("learning_rate", "3e-4,1e-3,3e-3,1e-2"),
+    "return_weight": ("return_weight", "0.08"),
+    "maker_fee": ("maker_fee", "0.0008"),
+    "stock_leverage": ("stock_max_leverage", "2.0"),
+    "crypto_leverage": ("crypto_max_leverage", "1.0"),
+    "leverage_rate": ("leverage_fee_rate", "0.065"),
+    "fill_temperature": ("fill_temperature", "5e-3"),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data-dir", help="folder of daily CSVs (default: built-in synthetic market)")
+    d.add_argument("--symbols", help="comma-separated symbols to load")
+    d.add_argument("--start"), d.add_argument("--end")
+    d.add_argument("--train-end", help="last training date (default: 60 %% of the rows)")
+    d.add_argument("--val-end", help="last validation date (default: 80 %% of the rows)")
+    d.add_argument("--synthetic-days", type=int, default=700)
+    d.add_argument("--signal", type=float, default=0.3, help="planted signal strength of the synthetic market")
+    d.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic market")
+    m = p.add_argument_group("model and training (static: one compiled program)")
+    m.add_argument("--model", choices=["transformer", "mlp"], default="mlp")
+    m.add_argument("--lookback", type=int, default=16)
+    m.add_argument("--d-model", type=int, default=16)
+    m.add_argument("--layers", type=int, default=1)
+    m.add_argument("--window", type=int, default=48)
+    m.add_argument("--batch", type=int, default=8)
+    m.add_argument("--n-assets", type=int, help="random asset subset per window (default: all)")
+    m.add_argument("--steps", type=int, default=100)
+    m.add_argument("--eval-every", type=int, default=20)
+    m.add_argument("--fill", choices=["ste", "soft"], default="ste")
+    m.add_argument("--interest", choices=["excess", "debit"], default="excess")
+    m.add_argument("--objective", default="score")
+    s = p.add_argument_group("search (traced HParams: comma list, or lo:hi for --search random)")
+    s.add_argument("--search", choices=["grid", "random"], default="grid")
+    s.add_argument("--n", type=int, default=8, help="configurations of a random search")
+    s.add_argument("--search-seed", type=int, default=0)
+    for opt, (field, default) in HP_OPTIONS.items():
+        s.add_argument("--" + opt.replace("_", "-"), default=default, help=f"HParams.{field} (default {default})")
+    s.add_argument("--seeds", default="0,1", help="training seeds; every configuration runs with every seed")
+    r = p.add_argument_group("run")
+    r.add_argument("--max-parallel", type=int, help="runs per compiled call (default: all K)")
+    r.add_argument("--out", help="output folder (default runs/sweep-<timestamp>)")
+    r.add_argument("--top", type=int, default=20, help="rows of the printed table")
+    return p.parse_args(argv)
+
+
+def _values(text: str) -> list[float] | tuple[float, float]:
+    if ":" in text:
+        lo, hi = text.split(":")
+        return float(lo), float(hi)
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def build_hparams(args: argparse.Namespace) -> HParams:
+    specs = {field: _values(getattr(args, opt)) for opt, (field, _) in HP_OPTIONS.items()}
+    if args.search == "grid":
+        bad = [f for f, v in specs.items() if isinstance(v, tuple)]
+        if bad:
+            raise SystemExit(f"--search grid takes comma lists, got a lo:hi range for {bad}")
+        return grid(**specs)
+    fixed = {f: v[0] for f, v in specs.items() if isinstance(v, list) and len(v) == 1}
+    varied = {f: v for f, v in specs.items() if f not in fixed}
+    return random_search(jax.random.PRNGKey(args.search_seed), args.n, HParams(**fixed), **varied)
+
+
+def load_arrays(args: argparse.Namespace):
+    if args.data_dir:
+        symbols = args.symbols.split(",") if args.symbols else None
+        market = load_daily(args.data_dir, symbols=symbols, start=args.start, end=args.end)
+    else:
+        market = synthetic_market(args.data_seed, n_days=args.synthetic_days, signal_strength=args.signal)
+    T = market.n_days
+    a = int(np.searchsorted(market.dates, np.datetime64(args.train_end), "right")) if args.train_end else int(T * 0.6)
+    b = int(np.searchsorted(market.dates, np.datetime64(args.val_end), "right")) if args.val_end else int(T * 0.8)
+    if not 0 < a < b <= T:
+        raise SystemExit(f"date split: train rows [0, {a}) and validation [{a}, {b}) must be non-empty")
+    raw = compute_features(market)
+    arrays = market_arrays(market, Normalizer.fit(raw[:a]).apply(raw))
+    return market, arrays, a, b
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    market, arrays, a, b = load_arrays(args)
+    pc = PolicyConfig(model=args.model, n_features=len(FEATURE_NAMES), d_model=args.d_model, n_layers=args.layers,
+                      lookback=args.lookback)
+    cfg = TrainConfig(policy=pc, window=args.window, batch_size=args.batch, n_assets=args.n_assets, steps=args.steps,
+                      eval_every=args.eval_every, fill=args.fill, interest=args.interest, objective=args.objective,
+                      periods_per_year=market.periods_per_year)
+    trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, pc.lookback))
+    seeds_in = [int(s) for s in args.seeds.split(",") if s.strip()]
+    keys, hps, seeds = with_seeds(build_hparams(args), seeds_in)
+    K = int(keys.shape[0])
+    d = n_shards()
+    chunk = round_up(min(args.max_parallel or K, K), d)
+    print(f"ndjax sweep: {K} runs ({K // len(seeds_in)} configs x {len(seeds_in)} seeds), {len(market.symbols)} "
+          f"assets, train rows [0, {a}), validation [{a}, {b}); {d} device(s) ({jax.devices()[0].platform}), "
+          f"{-(-K // chunk)} call(s) of {chunk} runs; {cfg.steps} updates each; output {out}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    best = [-np.inf]
+
+    def progress(done: int, total: int, metrics: dict) -> None:
+        score = to_host(metrics["val"]["score"])
+        best[0] = max(best[0], float(np.nanmax(np.where(np.isnan(score), -np.inf, score))))
+        width = 24
+        bar = "#" * int(width * done / total) + "." * (width - int(width * done / total))
+        sys.stderr.write(f"\r[{bar}] {done}/{total} runs  best val score {best[0]:+.3f}  "
+                         f"{time.perf_counter() - t0:.0f}s (first call compiles)")
+        sys.stderr.flush()
+
+    state, metrics = sweep(trainer, keys, hps, max_parallel=args.max_parallel, progress=progress)
+    jax.block_until_ready(state)
+    t_sweep = time.perf_counter() - t0
+    sys.stderr.write("\n")
+
+    rows = leaderboard(hps, seeds, metrics)
+    path = write_leaderboard(rows, out / "leaderboard.csv")
+    (out / "config.json").write_text(json.dumps({
+        "args": vars(args), "config": asdict(cfg), "K": K, "devices": d, "hparam_fields": list(HPARAM_NAMES),
+        "data": args.data_dir or f"synthetic(seed={args.data_seed}, days={args.synthetic_days}, signal={args.signal})",
+    }, indent=1, default=str))
+    print(f"Validation (hard fills) at each run's best evaluation, best first; {K} runs in {t_sweep:.1f} s "
+          f"(compile included), total {time.perf_counter() - t_start:.1f} s")
+    print(format_leaderboard(rows, top=args.top))
+    print(f"wrote {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
