@@ -42,6 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--initial-cash", type=float, help="starting cash (default: the run's initial_cash)")
     p.add_argument("--out", help="folder for the outputs (default: the run folder)")
     p.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
+    p.add_argument("--compare-probe", action="store_true",
+                   help="also run probe mode (after a losing trade, buys capped at --probe-notional of equity)")
+    p.add_argument("--probe-notional", type=float, default=0.05)
+    p.add_argument("--realistic", action="store_true",
+                   help="also run with broker realism: gap fills at the open, a volume participation cap, "
+                        "debit interest")
+    p.add_argument("--participation", type=float, default=0.01, help="participation cap for --realistic")
     p.add_argument("--lag-sortino-gap", type=float, default=1.0, help="flag when lag 2 loses more Sortino")
     p.add_argument("--lag-return-gap", type=float, default=0.5, help="flag when lag 2 loses more than this x |return|")
     return p.parse_args(argv)
@@ -134,6 +141,20 @@ def evaluate(args: argparse.Namespace) -> dict:
                  _stats_line("lag 2", stats["policy_lag2"]), ""]
     sections += ([f"LOOKAHEAD SMELL: {r}" for r in reasons] if flagged else
                  ["lag check: OK (no large drop with one more bar of delay)"])
+    variants = {}
+    if args.compare_probe:
+        variants["probe"] = ("probe mode (buys capped at %g of equity after losing trades)" % args.probe_notional,
+                             dict(probe=True, probe_notional=args.probe_notional))
+    if args.realistic:
+        variants["realistic"] = (f"realistic (gap fills at the open, participation cap {args.participation:g} of "
+                                 "volume, debit interest)",
+                                 dict(gap_fill=True, participation_cap=args.participation, interest="debit"))
+    for name, (label, overrides) in variants.items():
+        _, v_infos = simulate_run(run, arrays, start, stop, initial_cash=cash, **overrides)
+        stats[name] = summary(v_infos, P)
+        change = (float(stats[name]["net_pnl"]) - float(stats["policy"]["net_pnl"])) * 100
+        sections += ["", "-" * 72, f"Policy, {label}", "", STATS_HEADER, _stats_line("normal", stats["policy"]),
+                     _stats_line(name, stats[name]), f"{name} changes the net PnL by {change:+.2f} percentage points"]
     sections += ["", "-" * 72, STATS_HEADER] + [_stats_line(k, v) for k, v in stats.items()]
     report = "\n".join(sections)
 

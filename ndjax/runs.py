@@ -238,9 +238,13 @@ def read_positions(path: str | Path, symbols: Sequence[str]) -> tuple[dict[str, 
 
 
 def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: int = 1,
-                 initial_cash: float | None = None, fill: str = "hard") -> tuple[Action, Any]:
+                 initial_cash: float | None = None, fill: str = "hard", probe: bool = False,
+                 **market_overrides: Any) -> tuple[Action, Any]:
     """The run's policy flat at the close of row `start`, deciding with `lag` bars of delay, over bars
     `start + lag .. stop - 1` (the encoder reads `lookback` rows of context before `start`).
+
+    `market_overrides` replace `MarketParams` fields (e.g. `gap_fill=True`, `participation_cap=0.01`,
+    `interest="debit"`, `probe_notional=0.05`); `probe` gives the state the trade memory probe mode needs.
 
     Returns `(actions, infos)` with time on axis 0 (`stop - start - lag` steps).
     """
@@ -251,9 +255,9 @@ def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: 
         raise RunError(f"period rows [{start}, {stop}): the start needs {L} rows of encoder context before it "
                        f"and at least {lag} bar(s) after it")
     ctx = context_split(arrays, start, stop, L)
-    mp = run.market_params(fill)
+    mp = run.market_params(fill).replace(**market_overrides)
     cash = float(run.config.initial_cash if initial_cash is None else initial_cash)
-    return jax.jit(lambda p: simulate_policy(run.graphdef, p, ctx, mp, L, cash, lag))(run.params)
+    return jax.jit(lambda p: simulate_policy(run.graphdef, p, ctx, mp, L, cash, lag, probe))(run.params)
 
 
 def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_fee: float,

@@ -185,3 +185,13 @@ def test_lag_check_flags_large_drops():
     flagged, reasons = lag_check(base, {"sortino": 1.8, "net_pnl": 0.05})
     assert flagged and "net return" in reasons[0]
     assert not lag_check({"sortino": 0.0, "net_pnl": 0.001}, {"sortino": 0.0, "net_pnl": -0.001})[0]
+
+
+def test_evaluate_compare_probe_and_realistic(run_dir, tmp_path, capsys):
+    result = _script("evaluate").main(["--run", str(run_dir), "--out", str(tmp_path / "ev"), "--no-rows", "--compare-probe",
+                            "--realistic", "--participation", "0.5"])
+    text = capsys.readouterr().out
+    assert "probe mode" in text and "realistic (gap fills" in text
+    assert {"probe", "realistic"} <= set(result["summary"])
+    for name in ("probe", "realistic"):
+        assert np.isfinite(result["summary"][name]["final_equity"])
