@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     t_start = time.perf_counter()
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+    writer = jax.process_index() == 0  # multi-host: every process computes, process 0 writes
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
     market, arrays, a, b = load_arrays(args)
     pc = PolicyConfig(model=args.model, n_features=len(FEATURE_NAMES), d_model=args.d_model, n_layers=args.layers,
                       lookback=args.lookback)
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     sys.stderr.write("\n")
 
     rows = leaderboard(hps, seeds, metrics)
+    if not writer:
+        return rows
     path = write_leaderboard(rows, out / "leaderboard.csv")
     (out / "config.json").write_text(json.dumps({
         "args": vars(args), "config": asdict(cfg), "K": K, "devices": d, "hparam_fields": list(HPARAM_NAMES),
