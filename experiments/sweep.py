@@ -26,9 +26,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ndjax.data import load_daily
-from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
-from ndjax.policy import PolicyConfig
+from ndjax.cli import add_data_args, add_model_args, load_market, prepare, split_rows, train_config
 from ndjax.sweep import (
     HPARAM_NAMES,
     format_leaderboard,
@@ -42,8 +40,7 @@ from ndjax.sweep import (
     with_seeds,
     write_leaderboard,
 )
-from ndjax.synthetic import synthetic_market
-from ndjax.train import HParams, TrainConfig, context_split, make_train, market_arrays
+from ndjax.train import HParams, context_split, make_train
 
 # option -> (HParams field, default)
 HP_OPTIONS = {
@@ -59,28 +56,9 @@ HP_OPTIONS = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = p.add_argument_group("data")
-    d.add_argument("--data-dir", help="folder of daily CSVs (default: built-in synthetic market)")
-    d.add_argument("--symbols", help="comma-separated symbols to load")
-    d.add_argument("--start"), d.add_argument("--end")
-    d.add_argument("--train-end", help="last training date (default: 60 %% of the rows)")
-    d.add_argument("--val-end", help="last validation date (default: 80 %% of the rows)")
-    d.add_argument("--synthetic-days", type=int, default=700)
-    d.add_argument("--signal", type=float, default=0.3, help="planted signal strength of the synthetic market")
-    d.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic market")
-    m = p.add_argument_group("model and training (static: one compiled program)")
-    m.add_argument("--model", choices=["transformer", "mlp"], default="mlp")
-    m.add_argument("--lookback", type=int, default=16)
-    m.add_argument("--d-model", type=int, default=16)
-    m.add_argument("--layers", type=int, default=1)
-    m.add_argument("--window", type=int, default=48)
-    m.add_argument("--batch", type=int, default=8)
-    m.add_argument("--n-assets", type=int, help="random asset subset per window (default: all)")
-    m.add_argument("--steps", type=int, default=100)
-    m.add_argument("--eval-every", type=int, default=20)
-    m.add_argument("--fill", choices=["ste", "soft"], default="ste")
-    m.add_argument("--interest", choices=["excess", "debit"], default="excess")
-    m.add_argument("--objective", default="score")
+    add_data_args(p, synthetic_days=700)
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic market")
+    add_model_args(p, d_model=16, window=48, batch=8, steps=100, eval_every=20)
     s = p.add_argument_group("search (traced HParams: comma list, or lo:hi for --search random)")
     s.add_argument("--search", choices=["grid", "random"], default="grid")
     s.add_argument("--n", type=int, default=8, help="configurations of a random search")
@@ -115,19 +93,9 @@ def build_hparams(args: argparse.Namespace) -> HParams:
 
 
 def load_arrays(args: argparse.Namespace):
-    if args.data_dir:
-        symbols = args.symbols.split(",") if args.symbols else None
-        market = load_daily(args.data_dir, symbols=symbols, start=args.start, end=args.end)
-    else:
-        market = synthetic_market(args.data_seed, n_days=args.synthetic_days, signal_strength=args.signal)
-    T = market.n_days
-    a = int(np.searchsorted(market.dates, np.datetime64(args.train_end), "right")) if args.train_end else int(T * 0.6)
-    b = int(np.searchsorted(market.dates, np.datetime64(args.val_end), "right")) if args.val_end else int(T * 0.8)
-    if not 0 < a < b <= T:
-        raise SystemExit(f"date split: train rows [0, {a}) and validation [{a}, {b}) must be non-empty")
-    raw = compute_features(market)
-    arrays = market_arrays(market, Normalizer.fit(raw[:a]).apply(raw))
-    return market, arrays, a, b
+    market = load_market(args, args.data_seed)
+    a, b = split_rows(market, args.train_end, args.val_end, need_test=False)
+    return market, prepare(market, a)[1], a, b
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -138,11 +106,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if writer:
         out.mkdir(parents=True, exist_ok=True)
     market, arrays, a, b = load_arrays(args)
-    pc = PolicyConfig(model=args.model, n_features=len(FEATURE_NAMES), d_model=args.d_model, n_layers=args.layers,
-                      lookback=args.lookback)
-    cfg = TrainConfig(policy=pc, window=args.window, batch_size=args.batch, n_assets=args.n_assets, steps=args.steps,
-                      eval_every=args.eval_every, fill=args.fill, interest=args.interest, objective=args.objective,
-                      periods_per_year=market.periods_per_year)
+    cfg = train_config(args, market.periods_per_year)
+    pc = cfg.policy
     trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, pc.lookback))
     seeds_in = [int(s) for s in args.seeds.split(",") if s.strip()]
     keys, hps, seeds = with_seeds(build_hparams(args), seeds_in)

@@ -25,48 +25,28 @@ import jax
 import numpy as np
 
 from ndjax import checkpoint
-from ndjax.data import MarketData, load_daily
+from ndjax.cli import add_data_args, add_model_args, load_market, prepare, split_rows, train_config
 from ndjax.evaluation import held_out
-from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
-from ndjax.policy import PolicyConfig, create
+from ndjax.features import FEATURE_NAMES
+from ndjax.policy import create
 from ndjax.runner import fit
 from ndjax.sim import format_report, summary
-from ndjax.synthetic import synthetic_market
-from ndjax.train import HParams, TrainConfig, context_split, make_train, market_arrays, market_params
+from ndjax.train import HParams, context_split, make_train, market_params
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = p.add_argument_group("data")
-    d.add_argument("--data-dir", help="folder of daily CSVs (default: built-in synthetic market)")
-    d.add_argument("--symbols", help="comma-separated symbols to load")
-    d.add_argument("--start"), d.add_argument("--end")
-    d.add_argument("--train-end", help="last training date (default: 60 %% of the rows)")
-    d.add_argument("--val-end", help="last validation date (default: 80 %% of the rows); the rest is the test")
-    d.add_argument("--synthetic-days", type=int, default=1100)
-    d.add_argument("--signal", type=float, default=0.3, help="planted signal strength of the synthetic market")
-    m = p.add_argument_group("model and training")
-    m.add_argument("--model", choices=["transformer", "mlp"], default="mlp")
-    m.add_argument("--lookback", type=int, default=16)
-    m.add_argument("--d-model", type=int, default=32)
-    m.add_argument("--layers", type=int, default=1)
-    m.add_argument("--window", type=int, default=96)
-    m.add_argument("--batch", type=int, default=16)
-    m.add_argument("--n-assets", type=int, help="random asset subset per window (default: all)")
-    m.add_argument("--steps", type=int, default=400)
-    m.add_argument("--eval-every", type=int, default=50)
+    add_data_args(p, synthetic_days=1100)
+    m = add_model_args(p, d_model=32, window=96, batch=16, steps=400, eval_every=50)
     m.add_argument("--lr", type=float, default=3e-3)
-    m.add_argument("--fill", choices=["ste", "soft"], default="ste")
     m.add_argument("--fill-temperature", type=float, default=5e-3,
                    help="soft-fill scale for training gradients; ste forward values stay exactly hard")
-    m.add_argument("--objective", default="score")
     m.add_argument("--return-weight", type=float, default=0.08)
     k = p.add_argument_group("market rules")
     k.add_argument("--stock-leverage", type=float, default=2.0)
     k.add_argument("--crypto-leverage", type=float, default=1.0)
     k.add_argument("--maker-fee", type=float, default=0.0008)
     k.add_argument("--leverage-rate", type=float, default=0.065)
-    k.add_argument("--interest", choices=["excess", "debit"], default="excess")
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", help="run folder (default runs/<timestamp>)")
@@ -75,24 +55,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--keep", type=int, default=3, help="best checkpoints to keep")
     r.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
     return p.parse_args(argv)
-
-
-def load_market(args: argparse.Namespace) -> MarketData:
-    if args.data_dir:
-        symbols = args.symbols.split(",") if args.symbols else None
-        return load_daily(args.data_dir, symbols=symbols, start=args.start, end=args.end)
-    return synthetic_market(args.seed, n_days=args.synthetic_days, signal_strength=args.signal)
-
-
-def split_rows(market: MarketData, train_end: str | None, val_end: str | None) -> tuple[int, int]:
-    """Row indices where validation and test start."""
-    T = market.n_days
-    a = int(np.searchsorted(market.dates, np.datetime64(train_end), "right")) if train_end else int(T * 0.6)
-    b = int(np.searchsorted(market.dates, np.datetime64(val_end), "right")) if val_end else int(T * 0.8)
-    if not 0 < a < b < T:
-        raise SystemExit(f"date split: train rows [0, {a}), validation [{a}, {b}), test [{b}, {T}) must all be "
-                         f"non-empty (dates {market.dates[0]} .. {market.dates[-1]})")
-    return a, b
 
 
 def plot_equity(path: Path, dates: np.ndarray, curves: dict[str, np.ndarray], leverage: np.ndarray) -> None:
@@ -123,17 +85,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--resume: no checkpoint at {out / 'checkpoints' / 'latest.npz'}")
     out.mkdir(parents=True, exist_ok=True)
 
-    market = load_market(args)
+    market = load_market(args, args.seed)
     a, b = split_rows(market, args.train_end, args.val_end)
-    raw = compute_features(market)
-    normalizer = Normalizer.fit(raw[:a])
-    arrays = market_arrays(market, normalizer.apply(raw))
+    normalizer, arrays = prepare(market, a)
     P = market.periods_per_year
-    policy_cfg = PolicyConfig(model=args.model, n_features=len(FEATURE_NAMES), d_model=args.d_model,
-                              n_layers=args.layers, lookback=args.lookback)
-    cfg = TrainConfig(policy=policy_cfg, window=args.window, batch_size=args.batch, n_assets=args.n_assets,
-                      steps=args.steps, eval_every=args.eval_every, fill=args.fill, interest=args.interest,
-                      objective=args.objective, periods_per_year=P)
+    cfg = train_config(args, P)
+    policy_cfg = cfg.policy
     hp = HParams(learning_rate=args.lr, return_weight=args.return_weight, maker_fee=args.maker_fee,
                  stock_max_leverage=args.stock_leverage, crypto_max_leverage=args.crypto_leverage,
                  leverage_fee_rate=args.leverage_rate, fill_temperature=args.fill_temperature)
