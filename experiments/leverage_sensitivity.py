@@ -43,9 +43,9 @@ def one_strength(signal: float, args: argparse.Namespace) -> dict:
     a, b = int(m.n_days * 0.6), int(m.n_days * 0.8)
     arrays = market_arrays(m, Normalizer.fit(raw[:a]).apply(raw))
     cfg = TrainConfig(policy=PolicyConfig(model="mlp", n_features=len(FEATURE_NAMES), lookback=8),
-                      window=args.window, batch_size=16, steps=args.steps, eval_every=args.steps // 4,
+                      window=args.window, batch_size=16, steps=args.steps, eval_every=max(args.steps // 8, 1),
                       periods_per_year=m.periods_per_year)
-    hp = HParams(learning_rate=3e-3, fill_temperature=5e-3)
+    hp = HParams(learning_rate=args.lr, fill_temperature=5e-3)
     trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, cfg.policy.lookback))
     ts, _ = jax.jit(trainer.train)(jax.random.PRNGKey(args.seed), hp)
     mp = market_params(hp, arrays.is_crypto, "hard", "excess")
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--signals", default="0,0.05,0.1,0.2,0.3")
     p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="peak learning rate (3e-3 collapses to not trading on stock-only books)")
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--days", type=int, default=1500, help="calendar days of each synthetic market")
     p.add_argument("--n-stocks", type=int, default=6)
