@@ -1,7 +1,8 @@
 """Rule-based demo: buy 1 % under the previous close, sell 1 % over, on a seeded random-walk book.
 
-4 stocks (weekdays only) and 2 crypto (every day), 250 calendar days, one shared-cash account,
-hard fills; prints the SPEC report.
+The book is `ndjax.synthetic.synthetic_market` with no planted signal (a GARCH random walk): 4 stocks
+on the NYSE calendar and 2 crypto every day, 250 calendar days, one shared-cash account, hard fills;
+prints the report.
 
     python experiments/simulate_demo.py [--seed 0] [--days 250] [--no-rows]
 """
@@ -13,37 +14,11 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, init_state
+from ndjax.dynamics import Action, MarketParams, PortfolioState, init_state
 from ndjax.loss import periods_per_year
 from ndjax.sim import format_report, rollout
-
-
-def random_walk_book(seed: int, n_days: int, n_stocks: int = 4, n_crypto: int = 2):
-    """Dates `(T,)` and a `Bar` sequence `(T, N)` of a geometric random walk with OHLC ranges."""
-    rng = np.random.default_rng(seed)
-    n = n_stocks + n_crypto
-    dates = np.arange(np.datetime64("2025-01-01"), np.datetime64("2025-01-01") + n_days)
-    weekday = (dates.astype("datetime64[D]").view("int64") - 4) % 7  # 0 = Monday
-    tradable = np.ones((n_days, n), np.float32)
-    tradable[:, :n_stocks] = (weekday < 5)[:, None]
-    vol = np.r_[np.full(n_stocks, 0.02), np.full(n_crypto, 0.035)]
-    steps = rng.normal(0.0003, vol, (n_days, n)) * tradable
-    close = 100.0 * np.exp(np.cumsum(steps, axis=0))
-    opens = np.vstack([close[:1], close[:-1]])
-    span = np.abs(rng.normal(0, vol, (n_days, n))) * tradable
-    high = np.maximum(opens, close) * (1 + span)
-    low = np.minimum(opens, close) * (1 - span)
-    bars = Bar(
-        high=jnp.asarray(high, jnp.float32),
-        low=jnp.asarray(low, jnp.float32),
-        close=jnp.asarray(close, jnp.float32),
-        tradable=jnp.asarray(tradable),
-        days_elapsed=jnp.ones(n_days, jnp.float32),
-    )
-    is_crypto = np.r_[np.zeros(n_stocks, bool), np.ones(n_crypto, bool)]
-    return dates, bars, is_crypto
+from ndjax.synthetic import synthetic_market
 
 
 def band_policy(offset: float, _obs: jax.Array, state: PortfolioState) -> Action:
@@ -67,7 +42,8 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    dates, bars, is_crypto = random_walk_book(args.seed, args.days + 1)
+    market = synthetic_market(args.seed, n_stocks=4, n_crypto=2, n_days=args.days + 1, signal_strength=0.0)
+    dates, bars, is_crypto = market.dates, market.bars(), market.is_crypto
     params = MarketParams(is_crypto=jnp.asarray(is_crypto))
     state0 = init_state(args.cash, bars.close[0])
     run = jax.jit(lambda p, s, b: rollout(p, band_policy, args.offset, s, jnp.zeros(b.close.shape[0]), b))

@@ -87,7 +87,7 @@ def _check_caps(plan: dict) -> None:
     buys = [o for o in plan["orders"] if o["side"] == "buy"]
     stock = sum(o["notional"] + o["fee"] for o in buys if o["asset_class"] == "stock")
     crypto = sum(o["notional"] + o["fee"] for o in buys if o["asset_class"] == "crypto")
-    E, Ls, Lc = plan["equity_after_interest"], plan["stock_max_leverage"], plan["crypto_max_leverage"]
+    E, Ls = plan["equity_after_interest"], plan["stock_max_leverage"]
     assert plan["room_stock"] == pytest.approx(max(Ls * E - plan["stock_value"], 0), rel=1e-5, abs=1e-6)
     assert stock <= plan["room_stock"] + 1e-9
     assert crypto <= plan["room_crypto"] + 1e-9
