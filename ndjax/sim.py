@@ -70,12 +70,12 @@ def drawdown(equity: jax.Array, initial: jax.Array) -> jax.Array:
     return jnp.where(peak > 0, 1 - curve / safe, 0)[1:]
 
 
-def summary(infos: StepInfo, periods_per_year: float = 252) -> dict[str, np.ndarray]:
-    """Summary statistics of a simulation, reduced over time (axis 0); per-path values `(...)`.
+def path_stats(infos: StepInfo, periods_per_year: float = 252) -> dict[str, jax.Array]:
+    """Statistics of a simulation reduced over time (axis 0), per path `(...)`; jittable.
 
-    Keys: initial_equity, final_equity, net_pnl, sortino, sharpe, max_drawdown, max_leverage,
-    total_leverage_cost, total_fees, turnover (traded notional / mean equity), buy_fill_rate and
-    sell_fill_rate (filled / placed orders), n_buys, n_sells.
+    Keys: initial_equity, final_equity, net_pnl, sortino, sharpe, max_drawdown, mean_leverage,
+    max_leverage, total_leverage_cost, total_fees, turnover (traded notional / mean equity),
+    buy_fill_rate and sell_fill_rate (filled / placed orders), n_buys, n_sells.
     """
     from ndjax.loss import sharpe, sortino
 
@@ -95,6 +95,7 @@ def summary(infos: StepInfo, periods_per_year: float = 252) -> dict[str, np.ndar
         "sortino": sortino(returns, periods_per_year),
         "sharpe": sharpe(returns, periods_per_year),
         "max_drawdown": jnp.max(drawdown(infos.equity, initial), axis=0),
+        "mean_leverage": jnp.mean(infos.leverage, axis=0),
         "max_leverage": jnp.max(infos.leverage, axis=0),
         "total_leverage_cost": jnp.sum(infos.leverage_cost, axis=0),
         "total_fees": jnp.sum(infos.fees, axis=0),
@@ -104,7 +105,12 @@ def summary(infos: StepInfo, periods_per_year: float = 252) -> dict[str, np.ndar
         "n_buys": jnp.sum(infos.buy_qty > 0, axis=(0, -1)),
         "n_sells": jnp.sum(infos.sell_qty > 0, axis=(0, -1)),
     }
-    return {k: np.asarray(v) for k, v in out.items()}
+    return out
+
+
+def summary(infos: StepInfo, periods_per_year: float = 252) -> dict[str, np.ndarray]:
+    """`path_stats` as host NumPy arrays, for reports."""
+    return {k: np.asarray(v) for k, v in path_stats(infos, periods_per_year).items()}
 
 
 def format_summary(stats: dict[str, np.ndarray]) -> str:

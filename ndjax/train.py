@@ -23,9 +23,9 @@ import optax
 from flax import nnx, struct
 
 from ndjax.dynamics import Bar, MarketParams, init_state
-from ndjax.loss import evaluate_returns, max_drawdown, sortino
+from ndjax.loss import evaluate_returns
 from ndjax.policy import PolicyConfig, create, encode, policy_apply
-from ndjax.sim import rollout
+from ndjax.sim import path_stats, rollout
 
 
 @struct.dataclass
@@ -188,24 +188,16 @@ def simulate_policy(
     return actions, infos
 
 
+_METRIC_KEYS = {"sortino": "sortino", "total_return": "net_pnl", "max_drawdown": "max_drawdown",
+                "mean_leverage": "mean_leverage", "max_leverage": "max_leverage",
+                "leverage_cost": "total_leverage_cost", "fees": "total_fees",
+                "buy_fill_rate": "buy_fill_rate", "sell_fill_rate": "sell_fill_rate"}
+
+
 def path_metrics(infos: Any, periods_per_year: float) -> dict[str, jax.Array]:
-    """Per-path training/validation metrics from `StepInfo` with time on axis 0."""
-    r = jnp.moveaxis(infos.returns, 0, -1)
-    placed_b = infos.buy_order_qty > 0
-    placed_s = infos.sell_order_qty > 0
-    return {
-        "sortino": sortino(r, periods_per_year),
-        "total_return": jnp.prod(1 + r, axis=-1) - 1,
-        "max_drawdown": max_drawdown(r),
-        "mean_leverage": jnp.mean(infos.leverage, axis=0),
-        "max_leverage": jnp.max(infos.leverage, axis=0),
-        "leverage_cost": jnp.sum(infos.leverage_cost, axis=0),
-        "fees": jnp.sum(infos.fees, axis=0),
-        "buy_fill_rate": jnp.sum(jnp.where(placed_b, infos.buy_fill, 0), (0, -1)) / jnp.maximum(
-            jnp.sum(placed_b, (0, -1)), 1),
-        "sell_fill_rate": jnp.sum(jnp.where(placed_s, infos.sell_fill, 0), (0, -1)) / jnp.maximum(
-            jnp.sum(placed_s, (0, -1)), 1),
-    }
+    """Per-path training/validation metrics (a subset of `sim.path_stats`) from `StepInfo`, time on axis 0."""
+    stats = path_stats(infos, periods_per_year)
+    return {name: stats[key] for name, key in _METRIC_KEYS.items()}
 
 
 @dataclass(frozen=True)
