@@ -25,7 +25,9 @@ import numpy as np
 from ndjax.baselines import run_baselines
 from ndjax.runs import (RunError, lag_check, load_market, load_run, per_symbol, row_at_or_after, row_at_or_before,
                         run_arrays, simulate_run)
-from ndjax.sim import drawdown, format_report, summary
+from ndjax.plots import plot_equity
+from ndjax.sim import (COMPARISON_HEADER, drawdown, format_comparison, format_comparison_line, format_report,
+                       summary)
 
 SUMMARY_KEYS = ("final_equity", "net_pnl", "sortino", "sharpe", "max_drawdown", "max_leverage",
                 "total_leverage_cost", "total_fees", "turnover", "buy_fill_rate", "sell_fill_rate")
@@ -52,39 +54,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lag-sortino-gap", type=float, default=1.0, help="flag when lag 2 loses more Sortino")
     p.add_argument("--lag-return-gap", type=float, default=0.5, help="flag when lag 2 loses more than this x |return|")
     return p.parse_args(argv)
-
-
-def _plot(path: Path, dates, curves: dict, dd: np.ndarray, leverage: np.ndarray) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = np.asarray(dates).astype("datetime64[D]").astype(object)
-    fig, (a1, a2, a3) = plt.subplots(3, 1, figsize=(10, 8), sharex=True, height_ratios=[3, 1, 1])
-    for name, eq in curves.items():
-        a1.plot(x, eq, label=name)
-    a1.set_ylabel("equity")
-    a1.legend()
-    a2.fill_between(x, -dd * 100, 0, color="tab:red", alpha=0.4)
-    a2.set_ylabel("drawdown %")
-    a3.plot(x, leverage, color="tab:purple")
-    a3.set_ylabel("leverage")
-    for a in (a1, a2, a3):
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _stats_line(name: str, s: dict) -> str:
-    return (f"{name:<16}{float(s['net_pnl']) * 100:>9.2f}%{float(s['sortino']):>10.2f}{float(s['sharpe']):>9.2f}"
-            f"{float(s['max_drawdown']) * 100:>8.2f}%{float(s['max_leverage']):>7.2f}x"
-            f"{float(s['total_fees']):>11.5f}{float(s['total_leverage_cost']):>11.5f}{float(s['turnover']):>8.2f}x")
-
-
-STATS_HEADER = (f"{'':<16}{'Return':>10}{'Sortino':>10}{'Sharpe':>9}{'MaxDD':>9}{'MaxLev':>8}{'Fees':>11}"
-                f"{'LevCost':>11}{'Turn':>9}")
 
 
 def symbol_table(rows: list[dict]) -> str:
@@ -137,8 +106,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     for name, label in (("buy_and_hold", "Equal-weight buy and hold (1x)"), ("cash", "All cash")):
         sections += ["", "-" * 72, label, format_report(period, base[name], P, rows=False)]
     sections += ["", "-" * 72, "Lag check: the same policy deciding with one more bar of delay (lag 2 starts "
-                 "trading one bar later)", "", STATS_HEADER, _stats_line("lag 1", stats["policy"]),
-                 _stats_line("lag 2", stats["policy_lag2"]), ""]
+                 "trading one bar later)", "", COMPARISON_HEADER, format_comparison_line("lag 1", stats["policy"]),
+                 format_comparison_line("lag 2", stats["policy_lag2"]), ""]
     sections += ([f"LOOKAHEAD SMELL: {r}" for r in reasons] if flagged else
                  ["lag check: OK (no large drop with one more bar of delay)"])
     variants = {}
@@ -153,9 +122,11 @@ def evaluate(args: argparse.Namespace) -> dict:
         _, v_infos = simulate_run(run, arrays, start, stop, initial_cash=cash, **overrides)
         stats[name] = summary(v_infos, P)
         change = (float(stats[name]["net_pnl"]) - float(stats["policy"]["net_pnl"])) * 100
-        sections += ["", "-" * 72, f"Policy, {label}", "", STATS_HEADER, _stats_line("normal", stats["policy"]),
-                     _stats_line(name, stats[name]), f"{name} changes the net PnL by {change:+.2f} percentage points"]
-    sections += ["", "-" * 72, STATS_HEADER] + [_stats_line(k, v) for k, v in stats.items()]
+        sections += ["", "-" * 72, f"Policy, {label}", "", COMPARISON_HEADER,
+                     format_comparison_line("normal", stats["policy"]),
+                     format_comparison_line(name, stats[name]),
+                     f"{name} changes the net PnL by {change:+.2f} percentage points"]
+    sections += ["", "-" * 72, format_comparison(stats)]
     report = "\n".join(sections)
 
     out = Path(args.out or run.path)
@@ -178,7 +149,7 @@ def evaluate(args: argparse.Namespace) -> dict:
               "lag_check": {"flagged": flagged, "reasons": reasons}, "symbols": symbols}
     (out / "evaluate_summary.json").write_text(json.dumps(result, indent=2))
     (out / "evaluate_report.txt").write_text(report + "\n")
-    _plot(out / "equity.png", period, {"policy": eq, "buy and hold": np.asarray(base["buy_and_hold"].equity),
+    plot_equity(out / "equity.png", period, {"policy": eq, "buy and hold": np.asarray(base["buy_and_hold"].equity),
                                        "cash": np.asarray(base["cash"].equity)},
           np.asarray(drawdown(infos.equity, infos.prev_equity[0])), np.asarray(infos.leverage))
     print(report)

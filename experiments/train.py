@@ -30,7 +30,8 @@ from ndjax.evaluation import held_out
 from ndjax.features import FEATURE_NAMES
 from ndjax.policy import create
 from ndjax.runner import fit
-from ndjax.sim import format_report, summary
+from ndjax.plots import plot_equity
+from ndjax.sim import drawdown, format_comparison, format_report, summary
 from ndjax.train import HParams, context_split, make_train, market_params
 
 
@@ -55,26 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--keep", type=int, default=3, help="best checkpoints to keep")
     r.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
     return p.parse_args(argv)
-
-
-def plot_equity(path: Path, dates: np.ndarray, curves: dict[str, np.ndarray], leverage: np.ndarray) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[3, 1])
-    for name, eq in curves.items():
-        ax.plot(dates.astype("datetime64[D]").astype(object), eq, label=name)
-    ax.set_ylabel("equity")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    ax2.plot(dates.astype("datetime64[D]").astype(object), leverage, color="tab:red")
-    ax2.set_ylabel("policy leverage")
-    ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,16 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     for name, label in (("buy_and_hold", "Equal-weight buy and hold (1x)"), ("cash", "All cash")):
         sections += ["", "-" * 72, label, format_report(dates, baseline[name], P, rows=False)]
     stats = {name: summary(v, P) for name, v in runs.items()}
-    table = ["", "-" * 72, f"{'':<16}{'Return':>10}{'Sortino':>10}{'MaxDD':>9}{'MaxLev':>8}{'Fees':>10}{'LevCost':>10}"]
-    for name, s in stats.items():
-        table.append(f"{name:<16}{float(s['net_pnl']) * 100:>9.2f}%{float(s['sortino']):>10.2f}"
-                     f"{float(s['max_drawdown']) * 100:>8.2f}%{float(s['max_leverage']):>7.2f}x"
-                     f"{float(s['total_fees']):>10.4f}{float(s['total_leverage_cost']):>10.4f}")
+    table = ["", "-" * 72, format_comparison(stats)]
     report = "\n".join(sections + table)
     (out / "report.txt").write_text(report + "\n")
     plot_equity(out / "equity.png", dates, {"policy": np.asarray(infos.equity),
                                            "buy and hold": np.asarray(baseline["buy_and_hold"].equity),
-                                           "cash": np.asarray(baseline["cash"].equity)}, np.asarray(infos.leverage))
+                                           "cash": np.asarray(baseline["cash"].equity)},
+                np.asarray(drawdown(infos.equity, infos.prev_equity[0])), np.asarray(infos.leverage))
     print(report)
     print(f"\nTraining {t_train:.1f} s, total {time.perf_counter() - t_start:.1f} s; wrote {out}/report.txt, "
           f"equity.png, metrics.jsonl, checkpoints/")

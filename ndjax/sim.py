@@ -156,3 +156,20 @@ def format_report(
         out.append("")
     out.append(format_summary(summary(infos, periods_per_year)))
     return "\n".join(out)
+
+
+COMPARISON_HEADER = (f"{'':<16}{'Return':>10}{'Sortino':>10}{'Sharpe':>9}{'MaxDD':>9}{'MaxLev':>8}{'Fees':>11}"
+                     f"{'LevCost':>11}{'Turn':>9}")
+
+
+def format_comparison_line(name: str, stats: dict) -> str:
+    """One row of `format_comparison` from a `summary` dict."""
+    s = {k: float(v) for k, v in stats.items()}
+    return (f"{name:<16}{s['net_pnl'] * 100:>9.2f}%{s['sortino']:>10.2f}{s['sharpe']:>9.2f}"
+            f"{s['max_drawdown'] * 100:>8.2f}%{s['max_leverage']:>7.2f}x"
+            f"{s['total_fees']:>11.5f}{s['total_leverage_cost']:>11.5f}{s['turnover']:>8.2f}x")
+
+
+def format_comparison(stats: dict[str, dict]) -> str:
+    """A table with one row per named `summary` dict (policy, baselines, variants)."""
+    return "\n".join([COMPARISON_HEADER] + [format_comparison_line(k, v) for k, v in stats.items()])
