@@ -10,7 +10,7 @@ from flax import nnx
 
 from ndjax.baselines import run_baselines
 from ndjax.dynamics import MarketParams, StepInfo
-from ndjax.train import MarketArrays, context_split, simulate_policy
+from ndjax.train import MarketArrays, context_split, simulate_policy_jit
 
 
 def held_out(
@@ -26,6 +26,6 @@ def held_out(
     if not lookback <= start < stop - 1:
         raise ValueError(f"held_out: start row {start} needs {lookback} context rows and at least one bar after it")
     ctx = context_split(arrays, start, stop, lookback)
-    _, policy = jax.jit(lambda p: simulate_policy(graphdef, p, ctx, mp, lookback))(params)
+    _, policy = simulate_policy_jit(graphdef, params, ctx, mp, lookback)
     bars = jax.tree_util.tree_map(lambda x: x[lookback:], ctx.bars())
     return {"policy": policy, **run_baselines(mp, bars, jnp.asarray(1.0, bars.close.dtype))}

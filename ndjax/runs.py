@@ -248,7 +248,7 @@ def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: 
 
     Returns `(actions, infos)` with time on axis 0 (`stop - start - lag` steps).
     """
-    from ndjax.train import context_split, simulate_policy
+    from ndjax.train import context_split, simulate_policy_jit
 
     L = run.lookback
     if not L <= start < stop - lag:
@@ -257,7 +257,7 @@ def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: 
     ctx = context_split(arrays, start, stop, L)
     mp = run.market_params(fill).replace(**market_overrides)
     cash = float(run.config.initial_cash if initial_cash is None else initial_cash)
-    return jax.jit(lambda p: simulate_policy(run.graphdef, p, ctx, mp, L, cash, lag, probe))(run.params)
+    return simulate_policy_jit(run.graphdef, run.params, ctx, mp, L, cash, lag=lag, probe=probe)
 
 
 def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_fee: float,

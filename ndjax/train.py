@@ -188,6 +188,10 @@ def simulate_policy(
     return actions, infos
 
 
+simulate_policy_jit = jax.jit(simulate_policy, static_argnames=("graphdef", "lookback", "lag", "probe"))
+"""`simulate_policy` compiled once per graph, shapes and static choices; arrays are arguments, not constants."""
+
+
 _METRIC_KEYS = {"sortino": "sortino", "total_return": "net_pnl", "max_drawdown": "max_drawdown",
                 "mean_leverage": "mean_leverage", "max_leverage": "max_leverage",
                 "leverage_cost": "total_leverage_cost", "fees": "total_fees",
