@@ -71,7 +71,7 @@ def fit(
     else:
         ts = template
         if init_params is not None:
-            ts = trainer.init(key, hp)._replace(params=init_params, best_params=init_params)
+            ts = template._replace(params=init_params, best_params=init_params)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     chunk = jax.jit(trainer.chunk)
     t0 = time.perf_counter()
