@@ -100,7 +100,8 @@ def ndjax_inputs(w: Workload, rules: Rules, fill: str = "hard", is_crypto: np.nd
     params = dyn.MarketParams(
         is_crypto=jnp.asarray(w.is_crypto if is_crypto is None else is_crypto), maker_fee=rules.fee,
         stock_max_leverage=rules.ls, crypto_max_leverage=rules.lc, leverage_fee_rate=rules.rate,
-        day_count=rules.day_count, fill_temperature=rules.tau, fill=fill,
+        day_count=rules.day_count, fill_temperature=rules.tau, maintenance_margin=rules.mm,
+        liquidation_slippage=rules.sl, margin_call=rules.margin_call, fill=fill,
     )
     state0 = dyn.init_state(jnp.asarray(w.cash0), jnp.asarray(w.mark0))
     actions = dyn.Action(*(jnp.asarray(x) for x in (w.buy_price, w.sell_price, w.buy_frac, w.sell_frac)))
@@ -254,11 +255,6 @@ def run_workload(key: str, w: Workload, args, bw: float, rows: list, checks: lis
               f"= {floor_ms:.2f} ms", flush=True)
 
 
-def _dot_class_sum(x, mask):
-    """Candidate `ndjax.dynamics._class_sum`: the class sum as a matvec instead of where + reduce."""
-    return x @ mask.astype(x.dtype)
-
-
 @jax.jit
 def simulate_equity_batch_minor(params, state0, actions, bars):
     """Lean scan over data laid out (T, N, B) (portfolio axis minor), `step` vmapped over that last axis."""
@@ -276,27 +272,7 @@ def simulate_equity_batch_minor(params, state0, actions, bars):
 
 
 def run_variants(w, rules, hard_args, soft_args, eq_nd, reps, budget, add) -> None:
-    """Profiling-driven candidates for ndjax, measured by monkeypatching a local copy (ndjax/ is not edited)."""
-    orig = dyn._class_sum
-    dyn._class_sum = _dot_class_sum
-    try:
-        # fresh jit wrappers so the patched `_class_sum` is traced (the module-level caches hold the original)
-        for label, fn, args_, mode in (
-            # new lambdas: jax caches traces per wrapped function, which would reuse the unpatched trace
-            ("full StepInfo", jax.jit(lambda *x: simulate.__wrapped__(*x)), hard_args, "fwd"),
-            ("equity only", jax.jit(lambda *x: simulate_equity.__wrapped__(*x)), hard_args, "fwd"),
-            ("jax.grad", jax.jit(lambda *x: sortino_grad.__wrapped__(*x)), soft_args, "fwd+bwd"),
-        ):
-            compiled, c_ms = compile_jit(fn, *args_)
-            out = block(compiled(*args_))
-            chk = ""
-            if mode == "fwd":
-                eq = out[1].equity if label == "full StepInfo" else out
-                chk = f"= full: {rel_err_pointwise(eq, eq_nd):.1e}"
-            ms, n = bench(lambda: block(compiled(*args_)), reps, budget)
-            add(f"ndjax {label} [dot class-sum]", mode, ms, n, c_ms, check=chk)
-    finally:
-        dyn._class_sum = orig
+    """A layout candidate: the same `step` vmapped over a minor portfolio axis."""
     p, s0, a, b = hard_args
     sw = lambda x: jnp.swapaxes(x, -1, -2) if x.ndim == 3 else x  # noqa: E731
     aT, bT = jax.tree_util.tree_map(sw, a), jax.tree_util.tree_map(sw, b)

@@ -83,6 +83,9 @@ class Rules:
     rate: float = 0.065
     day_count: float = 365.0
     tau: float = 5e-4
+    mm: float = 0.30
+    sl: float = 0.001
+    margin_call: bool = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +104,8 @@ def torch_inputs(w: Workload, requires_grad: bool = False):
 
 
 def torch_simulate(acts, bars, cash0, mark0, is_crypto, rules: Rules, fill: str = "hard"):
-    """Eager loop over bars, batched tensor ops per bar. Returns (equity (T, B), returns (T, B))."""
+    """Eager loop over bars, batched tensor ops per bar (one buying-power pool, maintenance calls).
+    Returns (equity (T, B), returns (T, B))."""
     import torch
 
     # torch.maximum / minimum (not clamp) so ties split the gradient 50/50 exactly as jnp.maximum,
@@ -125,12 +129,11 @@ def torch_simulate(acts, bars, cash0, mark0, is_crypto, rules: Rules, fill: str 
         borrowed = torch.minimum(relu(S - E0), relu(E0))
         c1 = c - borrowed * rules.rate * days / rules.day_count
         E1 = c1 + S + C
-        room_s = relu(rules.ls * E1 - S)
-        room_c = relu(torch.minimum(rules.lc * E1 - C, c1))
+        m = torch.where(crypto, 1 / rules.lc, 1 / rules.ls).to(p.dtype)
+        X = relu(E1 - (m * value).sum(-1))
         wgt = clip01(bf) * tr
-        Ws = torch.maximum((wgt * sm).sum(-1), one)[..., None]
-        Wc = torch.maximum((wgt * cm).sum(-1), one)[..., None]
-        outlay = torch.where(crypto, wgt / Wc * room_c[..., None], wgt / Ws * room_s[..., None])
+        W = torch.maximum(wgt.sum(-1), one)[..., None]
+        outlay = wgt / W * (X[..., None] * (1 + f) / (m + f))
         bo = outlay / (bp * (1 + f))
         so = clip01(sf) * q * tr
         if fill == "hard":
@@ -144,6 +147,21 @@ def torch_simulate(acts, bars, cash0, mark0, is_crypto, rules: Rules, fill: str 
         xs = so * fs
         c2 = c1 - (xb * bp * (1 + f)).sum(-1) + (xs * sp * (1 - f)).sum(-1)
         q = relu(q + xb - xs)
+        if rules.margin_call:  # maintenance check at the close, forced sale back to the initial requirement
+            V = q * cl
+            S2, C2 = (V * sm).sum(-1), (V * cm).sum(-1)
+            E2 = c2 + S2 + C2
+            call = E2 < rules.mm * S2 + C2 / rules.lc - 1e-6 * (S2 + C2)
+            k = 1 - (1 - rules.sl) * (1 - f)
+            sellable = V * tr
+            St, Ct = (sellable * sm).sum(-1), (sellable * cm).sum(-1)
+            need = S2 / rules.ls + C2 / rules.lc - E2
+            y = torch.where(call, torch.minimum(relu(need / (1 / rules.ls - k)), St), zero)
+            z = torch.where(call, torch.minimum(relu((need - y / rules.ls + k * y) / (1 / rules.lc - k)), Ct), zero)
+            safe = lambda a, b: torch.where(b > 0, a / torch.where(b > 0, b, one), zero)  # noqa: E731
+            share = torch.where(crypto, safe(z, Ct)[..., None], safe(y, St)[..., None])
+            q = q - torch.where(sellable > 0, q * share, zero)
+            c2 = c2 + (y + z) * (1 - rules.sl) * (1 - f)
         E2 = c2 + (q * cl).sum(-1)
         pos = E0 > 0
         rets.append(torch.where(pos, E2 / torch.where(pos, E0, one) - 1, zero))
@@ -175,7 +193,7 @@ def numpy_simulate(w: Workload, rules: Rules, fill: str = "hard") -> np.ndarray:
             c, q, p, f64(w.buy_price[t]), f64(w.sell_price[t]), f64(w.buy_frac[t]), f64(w.sell_frac[t]),
             f64(w.high[t]), f64(w.low[t]), f64(w.close[t]), w.tradable[t].astype(np.float64), f64(w.days[t]),
             w.is_crypto, fee=rules.fee, ls=rules.ls, lc=rules.lc, rate=rules.rate, day_count=rules.day_count,
-            tau=rules.tau, fill=fill,
+            tau=rules.tau, mm=rules.mm, sl=rules.sl, fill=fill, margin_call=rules.margin_call,
         )
         c, q, p = out["cash"], out["inventory"], f64(w.close[t])
         eq[t] = out["equity"]

@@ -30,7 +30,8 @@ from ndjax.sim import (COMPARISON_HEADER, drawdown, format_comparison, format_co
                        summary)
 
 SUMMARY_KEYS = ("final_equity", "net_pnl", "sortino", "sharpe", "max_drawdown", "max_leverage",
-                "total_leverage_cost", "total_fees", "turnover", "buy_fill_rate", "sell_fill_rate")
+                "total_leverage_cost", "total_fees", "turnover", "buy_fill_rate", "sell_fill_rate", "margin_calls",
+                "forced_notional")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,7 +92,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     stats = {"policy": summary(infos, P), "policy_lag2": summary(infos2, P),
              "buy_and_hold": summary(base["buy_and_hold"], P), "cash": summary(base["cash"], P)}
     symbols = per_symbol(infos, actions, np.asarray(arrays.close[start:stop]), run.is_crypto,
-                         float(run.hparams.maker_fee), run.symbols)
+                         float(run.hparams.maker_fee), run.symbols, float(run.hparams.liquidation_slippage))
     flagged, reasons = lag_check(stats["policy"], stats["policy_lag2"], sortino_gap=args.lag_sortino_gap,
                                  return_gap=args.lag_return_gap)
 
@@ -134,11 +135,13 @@ def evaluate(args: argparse.Namespace) -> dict:
     eq = np.asarray(infos.equity, np.float64)
     with open(out / "evaluate_daily.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["date", "equity", "cash", "return", "leverage", "leverage_cost", "fees", "traded_notional"])
+        w.writerow(["date", "equity", "cash", "return", "leverage", "leverage_cost", "fees", "traded_notional",
+                    "margin_call", "forced_notional"])
         for i, d in enumerate(period):
             w.writerow([str(d), repr(float(eq[i])), repr(float(infos.cash[i])), repr(float(infos.returns[i])),
                         repr(float(infos.leverage[i])), repr(float(infos.leverage_cost[i])),
-                        repr(float(infos.fees[i])), repr(float(infos.traded_notional[i]))])
+                        repr(float(infos.fees[i])), repr(float(infos.traded_notional[i])),
+                        int(infos.margin_call[i]), repr(float(infos.forced_notional[i]))])
     with open(out / "evaluate_symbols.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(symbols[0]))
         w.writeheader()
@@ -151,7 +154,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     (out / "evaluate_report.txt").write_text(report + "\n")
     plot_equity(out / "equity.png", period, {"policy": eq, "buy and hold": np.asarray(base["buy_and_hold"].equity),
                                        "cash": np.asarray(base["cash"].equity)},
-          np.asarray(drawdown(infos.equity, infos.prev_equity[0])), np.asarray(infos.leverage))
+          np.asarray(drawdown(infos.equity, infos.prev_equity[0])), np.asarray(infos.leverage),
+          np.asarray(infos.margin_call))
     print(report)
     print(f"\nwrote {out}/equity.png, evaluate_daily.csv, evaluate_symbols.csv, evaluate_summary.json, "
           f"evaluate_report.txt", file=sys.stderr)

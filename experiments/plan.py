@@ -5,7 +5,8 @@
 
 The policy decides the bar after the last row of the data from that row's features and the book;
 orders are sized exactly as the transition sizes them (`ndjax.dynamics.size_orders`, docs/semantics.md
-step 2: stock room max(Ls*E - S, 0), crypto room max(min(Lc*E - C, cash), 0), shared by buy fraction).
+step 2: every buy takes its share of one pool of excess equity X = max(E - IM, 0); a stock buy of value v
+uses (1/Ls + f) v of it, a crypto buy (1/Lc + f) v).
 Symbols whose market is closed on the next day (stocks when the next row is no NYSE session) or that
 have no bar within --max-stale-days are skipped. Writes plan.csv and plan.json into --out (default:
 the run folder).
@@ -47,8 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def format_plan(plan: dict) -> str:
     lines = [f"Plan for {plan['next_day']} from the close of {plan['as_of']}: equity {plan['equity']:,.2f} "
-             f"(cash {plan['cash']:,.2f}, stocks {plan['stock_value']:,.2f}, crypto {plan['crypto_value']:,.2f}); "
-             f"room: stocks {plan['room_stock']:,.2f}, crypto {plan['room_crypto']:,.2f}", ""]
+             f"(cash {plan['cash']:,.2f}, stocks {plan['stock_value']:,.2f}, crypto {plan['crypto_value']:,.2f})",
+             f"Initial requirement {plan['initial_requirement']:,.2f}, maintenance {plan['maintenance_requirement']:,.2f}; "
+             f"excess equity {plan['excess']:,.2f}: buying power {plan['buying_power_stock']:,.2f} in stocks or "
+             f"{plan['buying_power_crypto']:,.2f} in crypto (one pool)", ""]
     lines.append(f"{'Symbol':<12}{'Class':<8}{'Side':<6}{'Limit':>14}{'Quantity':>16}{'Notional':>14}"
                  f"{'vs close':>10}")
     for o in plan["orders"]:
@@ -59,9 +62,9 @@ def format_plan(plan: dict) -> str:
     for s in plan["skipped"]:
         lines.append(f"{s['symbol']:<12}{s['asset_class']:<8}skip  {s['reason']}")
     buys = [o for o in plan["orders"] if o["side"] == "buy"]
-    for cls, room in (("stock", plan["room_stock"]), ("crypto", plan["room_crypto"])):
-        spent = sum(o["notional"] + o["fee"] for o in buys if o["asset_class"] == cls)
-        lines.append(f"{cls} buys: {spent:,.2f} incl. fees of {room:,.2f} room")
+    rate = {"stock": 1 / plan["stock_max_leverage"], "crypto": 1 / plan["crypto_max_leverage"]}
+    used = sum((rate[o["asset_class"]] + plan["maker_fee"]) * o["notional"] for o in buys)
+    lines.append(f"buys use {used:,.2f} of the {plan['excess']:,.2f} excess equity (requirement + fee of each buy)")
     return "\n".join(lines)
 
 

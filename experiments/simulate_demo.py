@@ -22,7 +22,7 @@ from ndjax.synthetic import synthetic_market
 
 
 def band_policy(offset: float, _obs: jax.Array, state: PortfolioState) -> Action:
-    """Buy `offset` under the previous close with a fair share of the room, sell half `offset` over."""
+    """Buy `offset` under the previous close with a quarter of the excess equity, sell half `offset` over."""
     ref = state.mark
     return Action(
         buy_price=ref * (1 - offset),

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     best, best_meta = checkpoint.load(manager.best_path(), create(policy_cfg, jax.random.PRNGKey(0))[1])
     if b < L:
         raise SystemExit(f"date split: the test starts at row {b}, before {L} rows of encoder context exist")
-    mp = market_params(hp, arrays.is_crypto, "hard", args.interest)
+    mp = market_params(hp, arrays.is_crypto, "hard", args.interest, cfg.margin_call)
     runs = held_out(trainer.graphdef, best, arrays, b, L, mp)
     infos, baseline = runs["policy"], {k: runs[k] for k in ("buy_and_hold", "cash")}
     dates = market.dates[b + 1:]
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     plot_equity(out / "equity.png", dates, {"policy": np.asarray(infos.equity),
                                            "buy and hold": np.asarray(baseline["buy_and_hold"].equity),
                                            "cash": np.asarray(baseline["cash"].equity)},
-                np.asarray(drawdown(infos.equity, infos.prev_equity[0])), np.asarray(infos.leverage))
+                np.asarray(drawdown(infos.equity, infos.prev_equity[0])), np.asarray(infos.leverage),
+                np.asarray(infos.margin_call))
     print(report)
     print(f"\nTraining {t_train:.1f} s, total {time.perf_counter() - t_start:.1f} s; wrote {out}/report.txt, "
           f"equity.png, metrics.jsonl, checkpoints/")

@@ -10,13 +10,17 @@ from ndjax.sim import rollout
 
 
 def buy_and_hold_policy(_params: None, _obs: jax.Array, state: PortfolioState) -> Action:
-    """Each asset not yet held gets a buy limit at the previous close for 1/N of the room; nothing is sold."""
+    """Equal weight, bought once: each asset not yet held bids at the previous close with an outlay (fee included)
+    of 1/N of the equity; nothing is sold. Meant for 1x caps, where the excess equity is the cash, so an asset
+    whose market opens later (stocks after a weekend start) still gets its full share."""
     n = state.mark.shape[-1]
     missing = state.inventory <= 0
+    equity = state.cash + jnp.sum(state.inventory * state.mark, axis=-1)
+    share = equity / (n * jnp.maximum(state.cash, 1e-12 * jnp.abs(equity) + 1e-30))  # of the cash pool
     return Action(
         buy_price=state.mark,
         sell_price=state.mark * 1e6,
-        buy_frac=jnp.where(missing, 1.0 / n, 0.0).astype(state.mark.dtype),
+        buy_frac=jnp.where(missing, share[..., None], 0.0).astype(state.mark.dtype),
         sell_frac=jnp.zeros_like(state.mark),
     )
 

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ndjax.dynamics import Bar, asset_class_mask
+from ndjax.assets import asset_class_mask
+from ndjax.dynamics import Bar
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 DATE_COLUMNS = ("date", "timestamp", "open_time", "datetime", "time")

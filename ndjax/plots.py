@@ -10,8 +10,9 @@ import numpy as np
 
 
 def plot_equity(path: str | Path, dates: Sequence[Any], curves: Mapping[str, np.ndarray], drawdown: np.ndarray,
-                leverage: np.ndarray) -> None:
-    """Three panels over `dates (T,)`: equity curves by name, the first curve's drawdown (fraction), its leverage."""
+                leverage: np.ndarray, margin_call: np.ndarray | None = None) -> None:
+    """Three panels over `dates (T,)`: equity curves by name, the first curve's drawdown (fraction), its leverage
+    with the days of a margin call marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,6 +27,11 @@ def plot_equity(path: str | Path, dates: Sequence[Any], curves: Mapping[str, np.
     a2.fill_between(x, -np.asarray(drawdown) * 100, 0, color="tab:red", alpha=0.4)
     a2.set_ylabel("drawdown %")
     a3.plot(x, leverage, color="tab:purple")
+    if margin_call is not None and np.any(np.asarray(margin_call) > 0):
+        called = np.asarray(margin_call) > 0
+        a3.scatter(np.asarray(x)[called], np.asarray(leverage)[called], color="tab:red", marker="v", zorder=3,
+                   label=f"margin call ({int(called.sum())})")
+        a3.legend(loc="upper left")
     a3.set_ylabel("leverage")
     for a in (a1, a2, a3):
         a.grid(alpha=0.3)

@@ -74,7 +74,7 @@ class Run:
     def market_params(self, fill: str = "hard", is_crypto: Any = None) -> MarketParams:
         """The transition's params of this run (its fees, caps and interest mode) with `fill`."""
         mask = jnp.asarray(self.is_crypto if is_crypto is None else is_crypto, bool)
-        return market_params(self.hparams, mask, fill, self.config.interest)
+        return market_params(self.hparams, mask, fill, self.config.interest, self.config.margin_call)
 
 
 def load_run(path: str | Path, checkpoint_file: str | Path | None = None) -> Run:
@@ -261,8 +261,9 @@ def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: 
 
 
 def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_fee: float,
-               symbols: Sequence[str]) -> list[dict[str, Any]]:
-    """Per-asset attribution of one hard-fill path (no `gap_fill`; executions at the limit prices).
+               symbols: Sequence[str], liquidation_slippage: float = 0.001) -> list[dict[str, Any]]:
+    """Per-asset attribution of one hard-fill path (no `gap_fill`; executions at the limit prices, forced
+    sales at `close * (1 - liquidation_slippage)`).
 
     `infos`/`actions` `(T, N)` from a rollout starting flat; `closes (T + 1, N)` the marks: the close before
     the first bar, then each bar's close.
@@ -286,6 +287,8 @@ def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_f
     held = np.zeros(N)
     basis = np.zeros(N)  # total cost of the units held (fees included)
     realised = np.zeros(N)
+    forced = np.asarray(infos.forced_qty, np.float64)
+    forced_px = marks[1:] * (1 - float(liquidation_slippage))
     for t in range(T):
         avg = np.where(held > 0, basis / np.where(held > 0, held, 1), 0)
         sold = np.minimum(xs[t], held)
@@ -293,10 +296,15 @@ def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_f
         basis -= sold * avg
         held = held - sold
         basis += xb[t] * bp[t] * (1 + f)
+        held = held + xb[t]
+        avg = np.where(held > 0, basis / np.where(held > 0, held, 1), 0)
+        called = np.minimum(forced[t], held)  # a margin call sells at the close after the bar's own trades
+        realised += called * forced_px[t] * (1 - f) - called * avg
+        basis -= called * avg
         held = inv[t]
     last = marks[-1]
     unrealised = held * last - basis
-    fees = f * ((xb * bp).sum(0) + (xs * sp).sum(0))
+    fees = f * ((xb * bp).sum(0) + (xs * sp).sum(0) + (forced * forced_px).sum(0))
     placed_b, placed_s = np.asarray(infos.buy_order_qty) > 0, np.asarray(infos.sell_order_qty) > 0
     fb, fs = np.asarray(infos.buy_fill, np.float64), np.asarray(infos.sell_fill, np.float64)
     rows = []
@@ -306,6 +314,7 @@ def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_f
             "pnl": float(realised[i] + unrealised[i] - interest[i]), "realised": float(realised[i]),
             "unrealised": float(unrealised[i]), "interest": float(interest[i]), "fees": float(fees[i]),
             "buys": int((xb[:, i] > 0).sum()), "sells": int((xs[:, i] > 0).sum()),
+            "forced_sales": int((forced[:, i] > 0).sum()),
             "trades": int((xb[:, i] > 0).sum() + (xs[:, i] > 0).sum()),
             "buy_fill_rate": float(np.where(placed_b[:, i], fb[:, i], 0).sum() / max(placed_b[:, i].sum(), 1)),
             "sell_fill_rate": float(np.where(placed_s[:, i], fs[:, i], 0).sum() / max(placed_s[:, i].sum(), 1)),
@@ -334,7 +343,7 @@ def lag_check(stats_1: Mapping[str, Any], stats_2: Mapping[str, Any], *, sortino
 
 def _floor(x: np.ndarray, unit: np.ndarray) -> np.ndarray:
     """Round quantities down to multiples of `unit`, after shaving 1e-6 relative (float32 sizing slack),
-    so a rounded order never spends more than its room nor sells more than is held."""
+    so a rounded order never spends more than its share of the excess nor sells more than is held."""
     return np.floor(np.maximum(x, 0) * (1 - 1e-6) / unit + 1e-9) * unit
 
 
@@ -344,8 +353,8 @@ def plan_orders(run: Run, market: MarketData, arrays: MarketArrays, *, cash: flo
     """Orders for the bar after row `row` (default: the last row) from the run's policy and a book of
     `cash` and `quantities` (units by symbol) marked at the row's closes.
 
-    Sizing is `dynamics.size_orders` (the transition's step 2, interest for the next bar's `days_elapsed`
-    included) with `tradable` = the assets whose market is open on the next bar and that have a bar
+    Sizing is `dynamics.size_orders` (the transition's steps 1-2: the next bar's interest, then all buys from one
+    pool of excess equity) with `tradable` = the assets whose market is open on the next bar and that have a bar
     within `max_stale_days` calendar days; the others are listed under `skipped` with a reason.
     Quantities are rounded down to `share_unit` (stocks; 1 = whole shares) and `crypto_unit`.
     """
@@ -398,6 +407,8 @@ def plan_orders(run: Run, market: MarketData, arrays: MarketArrays, *, cash: flo
 
     action, sizes = decide(run.params, feats, valid, state)
     f = float(run.hparams.maker_fee)
+    ls, lc = float(run.hparams.stock_max_leverage), float(run.hparams.crypto_max_leverage)
+    mm = float(run.hparams.maintenance_margin)
     bp, sp = np.asarray(action.buy_price, np.float64), np.asarray(action.sell_price, np.float64)
     unit = np.where(is_crypto, crypto_unit, share_unit)
     buy_q = _floor(np.asarray(sizes.buy_qty, np.float64), unit)
@@ -430,9 +441,11 @@ def plan_orders(run: Run, market: MarketData, arrays: MarketArrays, *, cash: flo
         "equity": float(cash + value.sum()), "cash": float(cash),
         "stock_value": float(value[~is_crypto].sum()), "crypto_value": float(value[is_crypto].sum()),
         "interest": float(sizes.interest), "equity_after_interest": float(sizes.equity),
-        "room_stock": float(sizes.room_stock), "room_crypto": float(sizes.room_crypto),
-        "maker_fee": f, "stock_max_leverage": float(run.hparams.stock_max_leverage),
-        "crypto_max_leverage": float(run.hparams.crypto_max_leverage),
+        "initial_requirement": float(sizes.initial_requirement), "excess": float(sizes.excess),
+        "buying_power_stock": float(sizes.excess) / (1 / ls + f),  # value the whole excess buys, per class
+        "buying_power_crypto": float(sizes.excess) / (1 / lc + f),
+        "maintenance_requirement": float(mm * value[~is_crypto].sum() + value[is_crypto].sum() / lc),
+        "maker_fee": f, "stock_max_leverage": ls, "crypto_max_leverage": lc, "maintenance_margin": mm,
         "positions": {s: float(x) for s, x in zip(symbols, q) if x > 0},
         "orders": orders, "skipped": skipped,
         "run": str(run.path), "checkpoint": str(run.checkpoint_path),

@@ -75,7 +75,8 @@ def path_stats(infos: StepInfo, periods_per_year: float = 252) -> dict[str, jax.
 
     Keys: initial_equity, final_equity, net_pnl, sortino, sharpe, max_drawdown, mean_leverage,
     max_leverage, total_leverage_cost, total_fees, turnover (traded notional / mean equity),
-    buy_fill_rate and sell_fill_rate (filled / placed orders), n_buys, n_sells.
+    buy_fill_rate and sell_fill_rate (filled / placed orders), n_buys, n_sells, margin_calls (days with a
+    call), forced_notional (value force-sold).
     """
     from ndjax.loss import sharpe, sortino
 
@@ -104,6 +105,8 @@ def path_stats(infos: StepInfo, periods_per_year: float = 252) -> dict[str, jax.
         "sell_fill_rate": filled_s / jnp.maximum(n_placed_s, 1),
         "n_buys": jnp.sum(infos.buy_qty > 0, axis=(0, -1)),
         "n_sells": jnp.sum(infos.sell_qty > 0, axis=(0, -1)),
+        "margin_calls": jnp.sum(infos.margin_call, axis=0),
+        "forced_notional": jnp.sum(infos.forced_notional, axis=0),
     }
     return out
 
@@ -128,6 +131,8 @@ def format_summary(stats: dict[str, np.ndarray]) -> str:
         f"Turnover          : {f['turnover']:.2f}x",
         f"Buy Fill Rate     : {f['buy_fill_rate'] * 100:.1f}%",
         f"Sell Fill Rate    : {f['sell_fill_rate'] * 100:.1f}%",
+        f"Margin Calls      : {f['margin_calls']:.0f}",
+        f"Forced Sales      : {f['forced_notional']:.6f}",
     ]
     return "\n".join(lines)
 
@@ -159,7 +164,7 @@ def format_report(
 
 
 COMPARISON_HEADER = (f"{'':<16}{'Return':>10}{'Sortino':>10}{'Sharpe':>9}{'MaxDD':>9}{'MaxLev':>8}{'Fees':>11}"
-                     f"{'LevCost':>11}{'Turn':>9}")
+                     f"{'LevCost':>11}{'Turn':>9}{'Calls':>7}")
 
 
 def format_comparison_line(name: str, stats: dict) -> str:
@@ -167,7 +172,7 @@ def format_comparison_line(name: str, stats: dict) -> str:
     s = {k: float(v) for k, v in stats.items()}
     return (f"{name:<16}{s['net_pnl'] * 100:>9.2f}%{s['sortino']:>10.2f}{s['sharpe']:>9.2f}"
             f"{s['max_drawdown'] * 100:>8.2f}%{s['max_leverage']:>7.2f}x"
-            f"{s['total_fees']:>11.5f}{s['total_leverage_cost']:>11.5f}{s['turnover']:>8.2f}x")
+            f"{s['total_fees']:>11.5f}{s['total_leverage_cost']:>11.5f}{s['turnover']:>8.2f}x{s['margin_calls']:>7.0f}")
 
 
 def format_comparison(stats: dict[str, dict]) -> str:

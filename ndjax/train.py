@@ -87,6 +87,8 @@ class HParams:
     crypto_max_leverage: Any = 1.0
     leverage_fee_rate: Any = 0.065
     fill_temperature: Any = 5e-4
+    maintenance_margin: Any = 0.30
+    liquidation_slippage: Any = 0.001
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class TrainConfig:
     eval_every: int = 50
     fill: str = "ste"
     interest: str = "excess"
+    margin_call: bool = True
     objective: str = "score"
     warmup_steps: int = 20
     weight_decay: float = 1e-4
@@ -133,12 +136,13 @@ class TrainState(NamedTuple):
     best_score: jax.Array
 
 
-def market_params(hp: HParams, is_crypto: jax.Array, fill: str, interest: str) -> MarketParams:
+def market_params(hp: HParams, is_crypto: jax.Array, fill: str, interest: str, margin_call: bool = True) -> MarketParams:
     """The transition's params for these hyperparameters."""
     return MarketParams(
         is_crypto=is_crypto, maker_fee=hp.maker_fee, stock_max_leverage=hp.stock_max_leverage,
         crypto_max_leverage=hp.crypto_max_leverage, leverage_fee_rate=hp.leverage_fee_rate,
-        fill_temperature=hp.fill_temperature, fill=fill, interest=interest,
+        fill_temperature=hp.fill_temperature, maintenance_margin=hp.maintenance_margin,
+        liquidation_slippage=hp.liquidation_slippage, fill=fill, interest=interest, margin_call=margin_call,
     )
 
 
@@ -195,7 +199,7 @@ simulate_policy_jit = jax.jit(simulate_policy, static_argnames=("graphdef", "loo
 _METRIC_KEYS = {"sortino": "sortino", "total_return": "net_pnl", "max_drawdown": "max_drawdown",
                 "mean_leverage": "mean_leverage", "max_leverage": "max_leverage",
                 "leverage_cost": "total_leverage_cost", "fees": "total_fees",
-                "buy_fill_rate": "buy_fill_rate", "sell_fill_rate": "sell_fill_rate"}
+                "buy_fill_rate": "buy_fill_rate", "sell_fill_rate": "sell_fill_rate", "margin_calls": "margin_calls"}
 
 
 def path_metrics(infos: Any, periods_per_year: float) -> dict[str, jax.Array]:
@@ -249,7 +253,7 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
 
     def window_returns(params, hp: HParams, key: jax.Array):
         win = sample_window(key)
-        mp = market_params(hp, win.is_crypto, cfg.fill, cfg.interest)
+        mp = market_params(hp, win.is_crypto, cfg.fill, cfg.interest, cfg.margin_call)
         _, infos = simulate_policy(graphdef, params, win, mp, L, cfg.initial_cash)
         return infos.returns, path_metrics(infos, P)
 
@@ -274,7 +278,7 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         return ts._replace(params=params, opt_state=opt_state, key=key, step=ts.step + 1), metrics
 
     def evaluate(params, hp: HParams) -> dict:
-        mp = market_params(hp, val_arrays.is_crypto, "hard", cfg.interest)
+        mp = market_params(hp, val_arrays.is_crypto, "hard", cfg.interest, cfg.margin_call)
         _, infos = simulate_policy(graphdef, params, val_arrays, mp, L, cfg.initial_cash)
         score = evaluate_returns(infos.returns, cfg.objective, P, hp.return_weight)
         return dict(path_metrics(infos, P), score=score)

@@ -57,7 +57,7 @@ def test_evaluate_outputs_match_summary(run_dir, tmp_path, capsys):
     with open(tmp_path / "evaluate_daily.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["date", "equity", "cash", "return", "leverage", "leverage_cost", "fees",
-                             "traded_notional"]
+                             "traded_notional", "margin_call", "forced_notional"]
 
     # recompute independently through the library: the numbers are `summary`'s
     run = load_run(run_dir)
@@ -84,15 +84,15 @@ def test_evaluate_outputs_match_summary(run_dir, tmp_path, capsys):
 
 
 def _check_caps(plan: dict) -> None:
+    """The plan's buys fit the one pool of excess equity, as the transition sizes them."""
     buys = [o for o in plan["orders"] if o["side"] == "buy"]
-    stock = sum(o["notional"] + o["fee"] for o in buys if o["asset_class"] == "stock")
-    crypto = sum(o["notional"] + o["fee"] for o in buys if o["asset_class"] == "crypto")
-    E, Ls = plan["equity_after_interest"], plan["stock_max_leverage"]
-    assert plan["room_stock"] == pytest.approx(max(Ls * E - plan["stock_value"], 0), rel=1e-5, abs=1e-6)
-    assert stock <= plan["room_stock"] + 1e-9
-    assert crypto <= plan["room_crypto"] + 1e-9
-    assert plan["room_crypto"] <= max(plan["cash"], 0) + 1e-6
-    assert plan["stock_value"] + stock <= Ls * E * (1 + 1e-6) or stock == 0
+    rate = {"stock": 1 / plan["stock_max_leverage"], "crypto": 1 / plan["crypto_max_leverage"]}
+    used = sum((rate[o["asset_class"]] + plan["maker_fee"]) * o["notional"] for o in buys)
+    E = plan["equity_after_interest"]
+    requirement = 0.5 * plan["stock_value"] + plan["crypto_value"]
+    assert plan["initial_requirement"] == pytest.approx(requirement, rel=1e-5, abs=1e-6)
+    assert plan["excess"] == pytest.approx(max(E - requirement, 0), rel=1e-5, abs=1e-6)
+    assert used <= plan["excess"] * (1 + 1e-6) + 1e-9
     for o in plan["orders"]:
         assert o["quantity"] > 0 and o["limit_price"] > 0
         if o["side"] == "sell":
@@ -102,8 +102,9 @@ def _check_caps(plan: dict) -> None:
 def test_plan_all_cash_respects_caps(run_dir, tmp_path, capsys):
     plan = _script("plan").main(["--run", str(run_dir), "--equity", "25000", "--out", str(tmp_path)])
     assert "Symbol" in capsys.readouterr().out
-    assert plan["equity"] == pytest.approx(25000) and plan["room_stock"] == pytest.approx(50000, rel=1e-6)
-    assert plan["room_crypto"] == pytest.approx(25000, rel=1e-6)
+    assert plan["equity"] == pytest.approx(25000) and plan["excess"] == pytest.approx(25000, rel=1e-6)
+    assert plan["buying_power_stock"] == pytest.approx(25000 / 0.5008, rel=1e-6)
+    assert plan["buying_power_crypto"] == pytest.approx(25000 / 1.0008, rel=1e-6)
     _check_caps(plan)
     with open(tmp_path / "plan.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -130,7 +131,6 @@ def test_plan_closed_market_and_positions(run_dir, tmp_path):
     assert all("closed" in s["reason"] for s in plan["skipped"])
     assert not [o for o in plan["orders"] if o["symbol"] in stocks]
     assert plan["cash"] == -500 and plan["positions"] == {stock: 40.0, coin: 3.0}
-    assert plan["room_crypto"] == 0  # negative cash: crypto is bought with cash only
     _check_caps(plan)
 
     # the next (open) session with leverage above the cap: no stock buys at all
@@ -141,7 +141,7 @@ def test_plan_closed_market_and_positions(run_dir, tmp_path):
     plan = _script("plan").main(["--run", str(run_dir), "--positions", str(pos), "--as-of",
                                  str(market.dates[row2]), "--out", str(tmp_path)])
     assert market.stock_tradable_next[row2] == 1 and not plan["skipped"]
-    assert plan["room_stock"] == 0 and plan["room_crypto"] == 0
+    assert plan["excess"] == 0 and plan["initial_requirement"] > plan["equity"]
     assert not [o for o in plan["orders"] if o["side"] == "buy"]
     _check_caps(plan)
 

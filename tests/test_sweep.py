@@ -47,17 +47,17 @@ def assert_run_close(run, ref):
 def small_trainer():
     """A tiny synthetic market and an mlp trainer: 4 updates, validation every 2.
 
-    Training uses `soft` fills: an `ste` forward pass is the hard fill, a step function of prices, so a
-    limit within one float32 ulp of the bar's low may flip between two mathematically equal programs
-    (different vmap/shard shapes round differently) and the runs then legitimately diverge. Validation
-    still uses hard fills."""
+    Training uses `soft` fills and no margin calls: an `ste` fill and a call are step functions, so a limit
+    within one float32 ulp of the bar's low, or a book within one ulp of its maintenance line, may flip
+    between two mathematically equal programs (different vmap/shard shapes round differently) and the runs
+    then legitimately diverge. Validation still uses hard fills."""
     m = synthetic_market(0, n_stocks=2, n_crypto=2, n_days=160, signal_strength=0.3)
     f = compute_features(m)
     a, b = int(m.n_days * 0.6), int(m.n_days * 0.8)
     arr = market_arrays(m, Normalizer.fit(f[:a]).apply(f))
     pc = PolicyConfig(model="mlp", n_features=len(FEATURE_NAMES), d_model=8, hidden=16, n_heads=2, lookback=8)
     cfg = TrainConfig(policy=pc, window=16, batch_size=2, steps=4, eval_every=2, warmup_steps=1,
-                      fill="soft")
+                      fill="soft", margin_call=False)
     return cfg, make_train(cfg, arr.rows(0, a), context_split(arr, a, b, pc.lookback))
 
 

@@ -1,0 +1,57 @@
+"""Probe mode's trade memory: per asset, the average cost of the units held and the last two closed trades.
+
+After a losing trade (or two trades that sum to a loss) an asset is *probing*: the transition caps its
+next buy at `MarketParams.probe_notional` of equity. A sell closes a trade at its execution price; a
+forced sale in a margin call closes one at `close * (1 - liquidation_slippage)`.
+Shapes: every field `(..., N)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class ProbeState:
+    """Per-asset trade memory `(..., N)`: average cost per unit held (fee included), the returns of the
+    last two closed trades (`last` most recent) and how many trades have closed."""
+
+    cost_basis: jax.Array
+    last: jax.Array
+    previous: jax.Array
+    n_closed: jax.Array
+
+
+def empty_memory(like: jax.Array) -> ProbeState:
+    """No trades yet, shaped like `like (..., N)`."""
+    zeros = jnp.zeros_like(like)
+    return ProbeState(cost_basis=zeros, last=zeros, previous=zeros, n_closed=zeros)
+
+
+def probing(memory: ProbeState) -> jax.Array:
+    """`(..., N)` bool: the last closed trade lost, or the last two sum to <= 0."""
+    return ((memory.n_closed >= 1) & (memory.last < 0)) | ((memory.n_closed >= 2) & (memory.last + memory.previous <= 0))
+
+
+def remember_trades(memory: ProbeState, held: jax.Array, bought: jax.Array, sold: jax.Array, buy_px: jax.Array,
+                    sell_px: jax.Array, f: Any, held_after: jax.Array) -> ProbeState:
+    """Sells close a trade at `sell_px (1 - f) / cost_basis - 1`; buys average into the cost basis.
+
+    `held (..., N)` units before, `bought`/`sold` units executed at `buy_px`/`sell_px`, `held_after` units after.
+    """
+    closing = sold > 0
+    has_basis = memory.cost_basis > 0
+    closed = jnp.where(has_basis, sell_px * (1 - f) / jnp.where(has_basis, memory.cost_basis, 1.0) - 1, 0.0)
+    held_cost = jnp.maximum(held - sold, 0) * memory.cost_basis + bought * buy_px * (1 + f)
+    positive = held_after > 0
+    basis = jnp.where(positive, held_cost / jnp.where(positive, held_after, 1.0), 0.0)
+    return ProbeState(
+        cost_basis=basis,
+        last=jnp.where(closing, closed, memory.last),
+        previous=jnp.where(closing, memory.last, memory.previous),
+        n_closed=memory.n_closed + closing.astype(memory.n_closed.dtype),
+    )

@@ -1,0 +1,77 @@
+"""Probe mode: the trade memory and the buy cap after losing trades, forced sales included."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, init_state, step
+from ndjax.probe import ProbeState, probing
+from ndjax.sim import simulate
+from tests.conftest import random_case, to_jax
+from tests.reference import reference_step
+
+
+def test_probe_mode_transitions():
+    # one crypto asset, hard fills: buy @100, sell @90 (loss), capped buy @100, sell @125 (win), full buy @100
+    prices = [100.0, 90.0, 100.0, 125.0, 100.0]
+    T = len(prices)
+    close = jnp.array([[c] for c in prices])
+    bars = Bar(high=close, low=close, close=close, tradable=jnp.ones((T, 1)), days_elapsed=jnp.ones(T))
+    buy = jnp.array([[1.0], [0.0], [1.0], [0.0], [1.0]])
+    actions = Action(buy_price=close, sell_price=close, buy_frac=buy, sell_frac=1.0 - buy)
+    params = MarketParams(is_crypto=jnp.array([True]), probe_notional=0.1)
+    state0 = init_state(1000.0, jnp.array([100.0]), probe=True)
+    final, infos = simulate(params, state0, actions, bars)
+    spent = np.asarray(infos.buy_qty[:, 0] * close[:, 0] * 1.0008)
+    equity_before = np.asarray(infos.prev_equity)
+    np.testing.assert_allclose(spent[0], 1000.0, rtol=1e-5)  # no history: the whole excess
+    np.testing.assert_allclose(spent[2], 0.1 * equity_before[2], rtol=1e-5)  # after a loss: probe size
+    np.testing.assert_allclose(spent[4], equity_before[4], rtol=1e-4)  # loss then a larger win: normal again
+    assert int(final.probe.n_closed[0]) == 2 and not bool(probing(final.probe)[0])
+    _, plain = simulate(params.replace(probe_notional=None), init_state(1000.0, jnp.array([100.0])), actions, bars)
+    assert float(plain.buy_qty[2, 0] * 100.0 * 1.0008) == pytest.approx(float(plain.prev_equity[2]), rel=1e-5)
+    with pytest.raises(ValueError, match="probe"):
+        simulate(params, init_state(1000.0, jnp.array([100.0])), actions, bars)
+
+
+def test_forced_sale_closes_a_trade():
+    """A call that sells a stock bought at 100 for 60 x (1 - sl) records a losing trade: the next buy is capped."""
+    with jax.enable_x64(True):
+        params = MarketParams(is_crypto=jnp.array([False]), probe_notional=0.05)
+        memory = ProbeState(cost_basis=jnp.array([100.08]), last=jnp.zeros(1), previous=jnp.zeros(1),
+                            n_closed=jnp.zeros(1))
+        book = PortfolioState(cash=jnp.array(-5000.0), inventory=jnp.array([100.0]), mark=jnp.array([100.0]),
+                              probe=memory)
+        hold = Action(jnp.array([1.0]), jnp.array([1e6]), jnp.zeros(1), jnp.zeros(1))
+        bar = Bar(jnp.array([60.0]), jnp.array([60.0]), jnp.array([60.0]), jnp.ones(1), jnp.array(1.0))
+        new, info = jax.jit(step)(params, book, hold, bar)
+        assert float(info.margin_call) == 1.0 and float(info.forced_qty[0]) > 0
+        expected = 60.0 * (1 - 0.001) * (1 - 0.0008) / 100.08 - 1
+        assert float(new.probe.last[0]) == pytest.approx(expected, rel=1e-12)
+        assert int(new.probe.n_closed[0]) == 1 and bool(probing(new.probe)[0])
+        assert float(new.probe.cost_basis[0]) == pytest.approx(100.08)  # the units kept keep their cost
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_invariants_hold_in_probe_mode(seed):
+    case = random_case(seed)
+    rng = np.random.default_rng(seed)
+    shape = case["mark"].shape
+    memory = ProbeState(cost_basis=jnp.asarray(case["mark"] * rng.uniform(0.8, 1.2, shape)),
+                        last=jnp.asarray(rng.normal(0, 0.05, shape)), previous=jnp.asarray(rng.normal(0, 0.05, shape)),
+                        n_closed=jnp.asarray(rng.integers(0, 3, shape).astype(np.float64)))
+    with jax.enable_x64(True):
+        params, state, action, bar = to_jax(case, jnp.float64, probe_notional=0.05)
+        new, info = jax.jit(step)(params, state.replace(probe=memory), action, bar)
+        new, info = jax.tree_util.tree_map(np.asarray, (new, info))
+    ref = reference_step(**case)
+    chex.assert_tree_all_finite((new, info))
+    assert np.all(info.inventory >= 0) and np.all(info.buy_qty <= ref["xb"] * (1 + 1e-12) + 1e-15)
+    assert np.all(new.probe.cost_basis >= 0)
