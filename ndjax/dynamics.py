@@ -91,6 +91,28 @@ class MarketParams:
                              "or a forced sale would not free any requirement")
 
 
+    @classmethod
+    def alpaca(cls, is_crypto: Any, **overrides: Any) -> MarketParams:
+        """The rules Alpaca applies to an overnight Reg-T margin account (sources in docs/semantics.md).
+
+        50 % initial margin on stocks (2x overnight), crypto cash only, 30 % maintenance on long stocks,
+        interest on the debit balance over a 360-day year. Stocks pay no commission and crypto a 15 bp maker
+        fee (first volume tier); the contract has one `maker_fee`, so a book with any crypto pays 15 bp on
+        every fill and a stock-only book pays 0. No current Alpaca margin rate was found, so the rate stays
+        6.5 %; pass `leverage_fee_rate` (and any other field) to override.
+        """
+        mask = jnp.asarray(is_crypto, bool)
+        preset = dict(ALPACA_PRESET, maker_fee=ALPACA_CRYPTO_MAKER_FEE if bool(np.any(np.asarray(mask))) else 0.0)
+        preset.update(overrides)
+        return cls(is_crypto=mask, **preset)
+
+
+ALPACA_CRYPTO_MAKER_FEE = 0.0015
+ALPACA_PRESET: dict[str, Any] = dict(stock_max_leverage=2.0, crypto_max_leverage=1.0, maintenance_margin=0.30,
+                                     interest="debit", day_count=360.0, leverage_fee_rate=0.065)
+"""`MarketParams.alpaca` fields besides the fee; sources in docs/semantics.md ("Broker preset")."""
+
+
 def _concrete(value: Any) -> np.ndarray | None:
     """The numeric value of a param if it is known now (not a tracer or placeholder)."""
     if isinstance(value, (bool, int, float, np.ndarray, np.generic)):

@@ -180,3 +180,15 @@ def test_leverage_bounded_over_a_harsh_rollout(seed):
         assert np.all(lev[called & (eq > 0)] <= 2.0 + 1e-9)
         _, loose = simulate(params.replace(margin_call=False), state0, actions, bars)
         assert float(np.max(np.asarray(loose.leverage)[np.asarray(loose.equity) > 0])) > 1 / 0.3
+
+
+def test_alpaca_preset():
+    """Debit interest on ACT/360, 30 % maintenance, cash-only crypto, a crypto maker fee only with crypto."""
+    with jax.enable_x64(True):
+        mixed = MarketParams.alpaca([False, True])
+        assert (mixed.interest, mixed.day_count, mixed.maintenance_margin) == ("debit", 360.0, 0.30)
+        assert mixed.maker_fee == 0.0015 and MarketParams.alpaca([False]).maker_fee == 0.0
+        assert MarketParams.alpaca([False], leverage_fee_rate=0.07).leverage_fee_rate == 0.07
+        book = _book(-13_000.0, [150.0, 8.0], [100.0, 1000.0])  # the worked interest example's book
+        _, info = jstep(mixed, book, _hold(book.mark), _bar([100.0, 1000.0], [0.0, 0.0]))
+        assert float(info.leverage_cost) == pytest.approx(13_000 * 0.065 / 360, rel=1e-12)  # 2.347222 a day
