@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ndjax.data import MarketData, load_daily, xnys_sessions
+from ndjax.data.calendar import xnys_sessions
+from ndjax.data.loading import load_daily
+from ndjax.data.market import MarketData
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
+from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
 from ndjax.policy import PolicyConfig
-from ndjax.sweep import grid, n_shards, shard_sweep, sweep_fn, unstack_hparams, with_seeds
-from ndjax.synthetic import synthetic_market
-from ndjax.train import TrainConfig, context_split, make_train, market_arrays
+from ndjax.train.sweep import grid, n_shards, shard_sweep, sweep_fn, unstack_hparams, with_seeds
+from ndjax.data.synthetic import synthetic_market
+from ndjax.train.trainer import TrainConfig, context_split, make_train, market_arrays
 
 
 def build(args: argparse.Namespace):

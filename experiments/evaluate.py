@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ndjax.baselines import run_baselines
-from ndjax.runs import (RunError, lag_check, load_market, load_run, per_symbol, row_at_or_after, row_at_or_before,
+from ndjax.runs.folder import (RunError, lag_check, load_market, load_run, per_symbol, row_at_or_after, row_at_or_before,
                         run_arrays, simulate_run)
-from ndjax.plots import plot_equity
+from ndjax.report.plots import plot_equity
 from ndjax.sim import (COMPARISON_HEADER, drawdown, format_comparison, format_comparison_line, format_report,
                        summary)
 

@@ -22,12 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ndjax.dynamics import Action, MarketParams, init_state
-from ndjax.evaluation import held_out
-from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
+from ndjax.runs.evaluate import held_out
+from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
 from ndjax.policy import PolicyConfig
 from ndjax.sim import rollout, summary
-from ndjax.synthetic import synthetic_market
-from ndjax.train import HParams, TrainConfig, context_split, make_train, market_arrays, market_params
+from ndjax.data.synthetic import synthetic_market
+from ndjax.train.trainer import HParams, TrainConfig, context_split, make_train, market_arrays, market_params
 
 
 def momentum_rule(_params: None, logret: jax.Array, state) -> Action:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ndjax.runs import RunError, load_market, load_run, plan_orders, read_positions, row_at_or_before, run_arrays
+from ndjax.runs.folder import RunError, load_market, load_run, plan_orders, read_positions, row_at_or_before, run_arrays
 
 ORDER_COLUMNS = ("symbol", "asset_class", "side", "limit_price", "quantity", "notional", "fee", "mark",
                  "limit_vs_mark", "fraction")

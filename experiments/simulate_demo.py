@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from ndjax.dynamics import Action, MarketParams, PortfolioState, init_state
-from ndjax.loss import periods_per_year
+from ndjax.data.calendar import periods_per_year
 from ndjax.sim import format_report, rollout
-from ndjax.synthetic import synthetic_market
+from ndjax.data.synthetic import synthetic_market
 
 
 def band_policy(offset: float, _obs: jax.Array, state: PortfolioState) -> Action:

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from ndjax.cli import add_data_args, add_model_args, load_market, prepare, split_rows, train_config
-from ndjax.sweep import (
+from ndjax.train.sweep import (
     HPARAM_NAMES,
     format_leaderboard,
     grid,
@@ -40,7 +40,7 @@ from ndjax.sweep import (
     with_seeds,
     write_leaderboard,
 )
-from ndjax.train import HParams, context_split, make_train
+from ndjax.train.trainer import HParams, context_split, make_train
 
 # option -> (HParams field, default)
 HP_OPTIONS = {

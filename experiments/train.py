@@ -24,15 +24,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ndjax import checkpoint
+from ndjax.train import checkpoints as checkpoint
 from ndjax.cli import add_data_args, add_model_args, load_market, prepare, split_rows, train_config
-from ndjax.evaluation import held_out
-from ndjax.features import FEATURE_NAMES
+from ndjax.runs.evaluate import held_out
+from ndjax.data.features import FEATURE_NAMES
 from ndjax.policy import create
-from ndjax.runner import fit
-from ndjax.plots import plot_equity
+from ndjax.train.loop import fit
+from ndjax.report.plots import plot_equity
 from ndjax.sim import drawdown, format_comparison, format_report, summary
-from ndjax.train import HParams, context_split, make_train, market_params
+from ndjax.train.trainer import HParams, context_split, make_train, market_params
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -7,11 +7,12 @@ import argparse
 
 import numpy as np
 
-from ndjax.data import MarketData, load_daily
-from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
+from ndjax.data.loading import load_daily
+from ndjax.data.market import MarketData
+from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
 from ndjax.policy import PolicyConfig
-from ndjax.synthetic import synthetic_market
-from ndjax.train import MarketArrays, TrainConfig, market_arrays
+from ndjax.data.synthetic import synthetic_market
+from ndjax.train.trainer import MarketArrays, TrainConfig, market_arrays
 
 
 def add_data_args(p: argparse.ArgumentParser, *, synthetic_days: int) -> None:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, StepInfo
@@ -26,11 +25,6 @@ EPS = 1e-6
 wins and no loss cannot score without bound (averaged over training windows it otherwise would)."""
 WEALTH_FLOOR = 1e-6
 """Smallest growth factor `1 + r` a log takes, so a bust path stays finite."""
-
-
-def periods_per_year(is_crypto: np.ndarray | jax.Array) -> int:
-    """252 for a stock-only book, 365 when any asset is crypto (crypto trades every calendar day)."""
-    return 365 if bool(np.any(np.asarray(is_crypto))) else 252
 
 
 @struct.dataclass

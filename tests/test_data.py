@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ndjax.data import DataError, MarketData, load_daily, sample_windows, split, walk_forward
+from ndjax.data.loading import load_daily
+from ndjax.data.market import DataError, MarketData
+from ndjax.data.splits import split, walk_forward
 
 D = np.datetime64
 
@@ -358,19 +360,6 @@ def test_walk_forward_boundaries(mixed: MarketData) -> None:
         assert tr.dates[0] == mixed.dates[2 * k]
         assert te.dates[0] == tr.dates[-1] + 1
     assert folds[-1][1].dates[-1] == mixed.dates[7]
-
-
-def test_sample_windows(mixed: MarketData) -> None:
-    rng = np.random.default_rng(0)
-    starts, assets = sample_windows(rng, mixed, window=4, batch=64, n_assets=2)
-    assert starts.shape == (64,) and assets.shape == (64, 2)
-    assert starts.min() >= 0 and starts.max() <= mixed.n_days - 4
-    assert np.all(assets[:, 0] < assets[:, 1])
-    s2, a2 = sample_windows(np.random.default_rng(0), mixed.close, 4, 64, 2)
-    np.testing.assert_array_equal(starts, s2)
-    np.testing.assert_array_equal(assets, a2)
-    with pytest.raises(ValueError):
-        sample_windows(rng, mixed, window=10, batch=1, n_assets=1)
 
 
 def test_other_date_formats(tmp_path: Path) -> None:

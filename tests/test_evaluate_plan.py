@@ -12,7 +12,7 @@ import pytest
 
 from ndjax.dynamics import step
 from ndjax.dynamics import size_orders
-from ndjax.runs import (RunError, lag_check, load_market, load_run,  read_positions, run_arrays,
+from ndjax.runs.folder import (RunError, lag_check, load_market, load_run,  read_positions, run_arrays,
                         simulate_run)
 from ndjax.sim import summary
 from tests.conftest import random_case, to_jax

@@ -16,12 +16,12 @@ from ndjax.loss import (
     get_objective,
     log_wealth,
     max_drawdown,
-    periods_per_year,
     score,
     sharpe,
     simulated_objective,
     sortino,
 )
+from ndjax.data.calendar import periods_per_year
 from ndjax.sim import format_report, rollout, simulate, summary
 from tests.conftest import path_to_jax, random_path
 

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
+from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
 from ndjax.policy import PolicyConfig
-from ndjax.sweep import (
+from ndjax.train.sweep import (
     best_validation,
     format_leaderboard,
     grid,
@@ -29,8 +29,8 @@ from ndjax.sweep import (
     with_seeds,
     write_leaderboard,
 )
-from ndjax.synthetic import synthetic_market
-from ndjax.train import HParams, TrainConfig, context_split, make_train, market_arrays
+from ndjax.data.synthetic import synthetic_market
+from ndjax.train.trainer import HParams, TrainConfig, context_split, make_train, market_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = dict(rtol=1e-5, atol=1e-5)  # parameters (O(0.1)), optimiser state; Adam divides out gradient scale
@@ -124,7 +124,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from tests.test_sweep import small_trainer, assert_run_close
     from tests.conftest import path_to_jax, random_path
-    from ndjax.sweep import sweep, grid, with_seeds, simulate_sharded
+    from ndjax.train.sweep import sweep, grid, with_seeds, simulate_sharded
     from ndjax.sim import simulate
 
     out = {{}}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ndjax.data import is_xnys_session
-from ndjax.features import FEATURE_NAMES, compute_features
-from ndjax.synthetic import synthetic_market
+from ndjax.data.calendar import is_xnys_session
+from ndjax.data.features import FEATURE_NAMES, compute_features
+from ndjax.data.synthetic import synthetic_market
 
 
 def test_deterministic_per_seed() -> None:

@@ -8,15 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ndjax import checkpoint
+from ndjax.train import checkpoints as checkpoint
 from ndjax.dynamics import init_state
-from ndjax.evaluation import held_out
-from ndjax.features import FEATURE_NAMES, Normalizer, compute_features
+from ndjax.runs.evaluate import held_out
+from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
 from ndjax.policy import PolicyConfig, create, encode, policy_apply
-from ndjax.runner import fit
+from ndjax.train.loop import fit
 from ndjax.sim import summary
-from ndjax.synthetic import synthetic_market
-from ndjax.train import HParams, TrainConfig, context_split, make_train, market_arrays, market_params, simulate_policy
+from ndjax.data.synthetic import synthetic_market
+from ndjax.train.trainer import HParams, TrainConfig, context_split, make_train, market_arrays, market_params, simulate_policy
 
 F = len(FEATURE_NAMES)
 SMALL = dict(n_features=F, d_model=16, hidden=32, n_heads=2, lookback=8)

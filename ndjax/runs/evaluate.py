@@ -10,7 +10,7 @@ from flax import nnx
 
 from ndjax.baselines import run_baselines
 from ndjax.dynamics import MarketParams, StepInfo
-from ndjax.train import MarketArrays, context_split, simulate_policy_jit
+from ndjax.train.trainer import MarketArrays, context_split, simulate_policy_jit
 
 
 def held_out(

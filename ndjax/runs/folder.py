@@ -22,12 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ndjax import checkpoint
-from ndjax.data import MarketData, load_daily
+from ndjax.train import checkpoints as checkpoint
+from ndjax.data.loading import load_daily
+from ndjax.data.market import MarketData
 from ndjax.dynamics import Action, MarketParams, PortfolioState, size_orders
-from ndjax.features import Normalizer, compute_features
+from ndjax.data.features import Normalizer, compute_features
 from ndjax.policy import PolicyConfig, create
-from ndjax.train import HParams, MarketArrays, TrainConfig, market_arrays, market_params
+from ndjax.train.trainer import HParams, MarketArrays, TrainConfig, market_arrays, market_params
 
 
 class RunError(ValueError):
@@ -113,7 +114,7 @@ def load_market(run: Run, data_dir: str | Path | None = None, *, end: Any = None
     if data_dir:
         market = load_daily(data_dir, symbols=list(run.symbols), start=args.get("start"), end=end)
     else:
-        from ndjax.synthetic import synthetic_market
+        from ndjax.data.synthetic import synthetic_market
 
         if "synthetic_days" not in args:
             raise RunError(f"{run.path / 'config.json'}: no data_dir and no synthetic settings in 'args'; pass --data-dir")
@@ -248,7 +249,7 @@ def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: 
 
     Returns `(actions, infos)` with time on axis 0 (`stop - start - lag` steps).
     """
-    from ndjax.train import context_split, simulate_policy_jit
+    from ndjax.train.trainer import context_split, simulate_policy_jit
 
     L = run.lookback
     if not L <= start < stop - lag:

@@ -33,7 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, StepInfo
 from ndjax.sim import simulate
-from ndjax.train import HParams, Trainer, TrainState
+from ndjax.train.trainer import HParams, Trainer, TrainState
 
 AXIS = "devices"
 """Name of the one mesh axis; the sweep axis K and the simulation batch axis are split over it."""

@@ -15,8 +15,8 @@ from typing import Any, TextIO
 import jax
 import numpy as np
 
-from ndjax import checkpoint
-from ndjax.train import HParams, Trainer, TrainConfig, TrainState
+from ndjax.train import checkpoints as checkpoint
+from ndjax.train.trainer import HParams, Trainer, TrainConfig, TrainState
 
 
 def _floats(tree: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ndjax.data import MarketData
+from ndjax.data.market import MarketData
 
 FEATURE_NAMES: tuple[str, ...] = (
     "logret_1",  # log(close / close 1 bar earlier)

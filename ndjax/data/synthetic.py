@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ndjax.data import AssetSeries, MarketData, align, is_xnys_session, to_day
+from ndjax.data.calendar import is_xnys_session, to_day
+from ndjax.data.market import AssetSeries, MarketData, align
 
 
 def _student_t(rng: np.random.Generator, df: float, size: tuple[int, ...]) -> np.ndarray:

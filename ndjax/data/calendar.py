@@ -1,0 +1,84 @@
+"""The calendar: UTC days, XNYS sessions (exchange-calendars), the calendar fields of a row set, bars per year."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+STOCK_PERIODS_PER_YEAR = 252
+CRYPTO_PERIODS_PER_YEAR = 365
+
+DateLike = str | date | datetime | np.datetime64 | pd.Timestamp
+
+
+@functools.lru_cache(maxsize=8)
+def _xnys_sessions(first_year: int, last_year: int) -> np.ndarray:
+    import exchange_calendars as xcals
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas deprecation noise from inside exchange_calendars
+        cal = xcals.get_calendar("XNYS", start=f"{first_year}-01-01", end=f"{last_year}-12-31")
+    return cal.sessions.values.astype("datetime64[D]")
+
+
+def xnys_sessions(first: np.datetime64, last: np.datetime64) -> np.ndarray:
+    """XNYS sessions (datetime64[D]) covering at least [first, last + 1 year]; cached per decade."""
+    y0 = int(str(np.datetime64(first, "Y"))) // 10 * 10
+    y1 = (int(str(np.datetime64(last, "Y"))) + 1) // 10 * 10 + 9
+    return _xnys_sessions(max(y0, 1900), y1)
+
+
+def is_xnys_session(days: np.ndarray) -> np.ndarray:
+    """`(T,)` bool: whether each datetime64[D] day is an XNYS session."""
+    days = np.asarray(days, dtype="datetime64[D]")
+    if days.size == 0:
+        return np.zeros(0, dtype=bool)
+    sessions = xnys_sessions(days.min(), days.max())
+    pos = np.searchsorted(sessions, days).clip(max=sessions.size - 1)
+    return sessions[pos] == days
+
+
+def calendar_fields(dates: np.ndarray, any_crypto: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`next_session_days (T,)` and `stock_tradable_next (T,)` for a calendar of rows `dates`.
+
+    The last row's next row is assumed to be the next calendar day if the calendar holds crypto
+    (daily), else the next XNYS session.
+    """
+    if dates.size == 0:
+        return np.zeros(0), np.zeros(0)
+    sessions = xnys_sessions(dates.min(), dates.max())
+    nxt = sessions[np.searchsorted(sessions, dates, side="right")]
+    next_session_days = (nxt - dates).astype(np.float64)
+    following = np.empty_like(dates)
+    following[:-1] = dates[1:]
+    following[-1] = dates[-1] + 1 if any_crypto else nxt[-1]
+    return next_session_days, is_xnys_session(following).astype(np.float64)
+
+
+def periods_per_year(is_crypto: Any) -> int:
+    """Bars per year of a book: 252 for stocks only, 365 when any asset is crypto (it trades every day).
+    `is_crypto (N,)`."""
+    return CRYPTO_PERIODS_PER_YEAR if bool(np.any(np.asarray(is_crypto))) else STOCK_PERIODS_PER_YEAR
+
+
+def to_day(x: DateLike) -> np.datetime64:
+    """A date-like (tz-aware converted to UTC) as datetime64[D]."""
+    ts = pd.Timestamp(x)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return np.datetime64(ts.date(), "D")
+
+
+def row_at_or_after(dates: np.ndarray, day: DateLike) -> int:
+    """Index of the first row on or after `day` (`len(dates)` if none).  dates (T,) datetime64[D]."""
+    return int(np.searchsorted(dates, to_day(day), side="left"))
+
+
+def row_at_or_before(dates: np.ndarray, day: DateLike) -> int:
+    """Index of the last row on or before `day` (-1 if none).  dates (T,) datetime64[D]."""
+    return int(np.searchsorted(dates, to_day(day), side="right")) - 1
