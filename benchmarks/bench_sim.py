@@ -31,14 +31,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-
-from ndjax import dynamics as dyn  # noqa: E402
-from ndjax.loss import EPS, simulated_objective, sortino  # noqa: E402
-from ndjax.sim import simulate  # noqa: E402
 from sim_peers import (  # noqa: E402
-    Rules, Workload, make_workload, numpy_simulate, torch_inputs, torch_simulate, torch_sortino, vbt_equity,
+    Rules,
+    Workload,
+    make_workload,
+    numpy_simulate,
+    torch_inputs,
+    torch_simulate,
+    torch_sortino,
+    vbt_equity,
     vbt_orders,
 )
+
+from ndjax import dynamics as dyn  # noqa: E402
+from ndjax.loss import EPS, simulated_objective  # noqa: E402
+from ndjax.sim import simulate  # noqa: E402
 
 WORKLOADS = {  # name: (T, B, N, n_crypto, seed)
     "a": (256, 32, 1, 0, 1),

@@ -20,19 +20,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
-from ndjax.policy import PolicyConfig
-from ndjax.train.sweep import grid, n_shards, shard_sweep, sweep_fn, unstack_hparams, with_seeds
+from ndjax.data.arrays import context_split, prepare
 from ndjax.data.synthetic import synthetic_market
-from ndjax.train.trainer import TrainConfig, context_split, make_train, market_arrays
+from ndjax.policy import PolicyConfig
+from ndjax.train.config import TrainConfig
+from ndjax.train.sharding import n_shards
+from ndjax.train.sweep import grid, shard_sweep, sweep_fn, unstack_hparams, with_seeds
+from ndjax.train.trainer import make_train
 
 
 def build(args: argparse.Namespace):
     m = synthetic_market(0, n_stocks=4, n_crypto=2, n_days=args.days, signal_strength=0.3)
-    f = compute_features(m)
     a, b = int(m.n_days * 0.6), int(m.n_days * 0.8)
-    arr = market_arrays(m, Normalizer.fit(f[:a]).apply(f))
-    pc = PolicyConfig(model="mlp", n_features=len(FEATURE_NAMES), d_model=args.d_model, hidden=2 * args.d_model,
+    arr = prepare(m, a)[1]
+    pc = PolicyConfig(model="mlp", d_model=args.d_model, hidden=2 * args.d_model,
                       n_heads=2, lookback=args.lookback)
     cfg = TrainConfig(policy=pc, window=args.window, batch_size=args.batch, steps=args.steps,
                       eval_every=args.steps // 2, warmup_steps=2)

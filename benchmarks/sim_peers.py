@@ -1,6 +1,6 @@
 """Peers for `bench_sim.py`: workload generator, PyTorch eager loop, vectorbt replay, NumPy float64 loop.
 
-Every peer reads the same SPEC transition as `ndjax.dynamics.step` (docs/semantics.md);
+Every peer reads the same market rules as `ndjax.dynamics.step` (docs/semantics.md);
 `bench_sim.py` checks each against ndjax before timing it.
 """
 
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.reference import reference_step  # noqa: E402  float64 NumPy reading of SPEC
+from tests.reference import reference_step  # noqa: E402  float64 NumPy reading of the rules
 
 # ---------------------------------------------------------------------------------------------
 # Workloads
@@ -179,7 +179,7 @@ def torch_sortino(returns, periods_per_year: float, eps: float):
 
 
 # ---------------------------------------------------------------------------------------------
-# NumPy float64 loop reading of SPEC (tests/reference.py, one bar at a time)
+# NumPy float64 loop reading of the rules (tests/reference.py, one bar at a time)
 
 
 def numpy_simulate(w: Workload, rules: Rules, fill: str = "hard") -> np.ndarray:
@@ -207,7 +207,7 @@ def numpy_simulate(w: Workload, rules: Rules, fill: str = "hard") -> np.ndarray:
 def vbt_orders(w: Workload, buy_qty: np.ndarray, sell_qty: np.ndarray):
     """Two order rows per bar (sell leg, then buy leg), columns = B*N assets; NaN = no order.
 
-    from_orders takes one order per (row, column), and a SPEC bar may both sell and buy one asset
+    from_orders takes one order per (row, column), and one bar may both sell and buy one asset
     at different limit prices, so each bar becomes two rows marked at the same close."""
     T, B, N = buy_qty.shape
     cols = B * N

@@ -21,19 +21,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ndjax.dynamics import Action, MarketParams, init_state
-from ndjax.runs.evaluate import held_out
-from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
-from ndjax.policy import PolicyConfig
-from ndjax.sim import rollout, summary
+from ndjax.data.arrays import context_split, prepare
+from ndjax.data.features import compute_features
 from ndjax.data.synthetic import synthetic_market
-from ndjax.train.trainer import HParams, TrainConfig, context_split, make_train, market_arrays, market_params
+from ndjax.dynamics import Action, MarketParams, init_state
+from ndjax.metrics import summary
+from ndjax.policy import Observation, PolicyConfig
+from ndjax.runs.evaluate import held_out
+from ndjax.sim import rollout
+from ndjax.train.config import HParams, TrainConfig, market_params
+from ndjax.train.trainer import make_train
 
 
-def momentum_rule(_params: None, logret: jax.Array, state) -> Action:
+def momentum_rule(_params: None, obs: Observation) -> Action:
     """1x reference: hold after an up day (buy at the previous close), sell after a down day."""
-    up = logret > 0
-    return Action(buy_price=state.mark, sell_price=state.mark, buy_frac=jnp.where(up, 1.0, 0.0),
+    up = obs.market > 0
+    return Action(buy_price=obs.mark, sell_price=obs.mark, buy_frac=jnp.where(up, 1.0, 0.0),
                   sell_frac=jnp.where(up, 0.0, 1.0))
 
 
@@ -41,15 +44,15 @@ def one_strength(signal: float, args: argparse.Namespace) -> dict:
     m = synthetic_market(args.seed, n_stocks=args.n_stocks, n_crypto=0, n_days=args.days, signal_strength=signal)
     raw = compute_features(m)
     a, b = int(m.n_days * 0.6), int(m.n_days * 0.8)
-    arrays = market_arrays(m, Normalizer.fit(raw[:a]).apply(raw))
-    cfg = TrainConfig(policy=PolicyConfig(model="mlp", n_features=len(FEATURE_NAMES), lookback=8),
+    arrays = prepare(m, a)[1]
+    cfg = TrainConfig(policy=PolicyConfig(model="mlp", lookback=8),
                       window=args.window, batch_size=16, steps=args.steps, eval_every=max(args.steps // 8, 1),
                       periods_per_year=m.periods_per_year)
     hp = HParams(learning_rate=args.lr, fill_temperature=5e-3)
     trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, cfg.policy.lookback))
     ts, _ = jax.jit(trainer.train)(jax.random.PRNGKey(args.seed), hp)
     mp = market_params(hp, arrays.is_crypto, "hard", "excess")
-    runs = held_out(trainer.graphdef, ts.best_params, arrays, b, cfg.policy.lookback, mp)
+    runs = held_out(trainer.graphdef, ts.best_params, arrays, b, cfg.policy.lookback, mp).paths
     P = m.periods_per_year
     pol, hold = summary(runs["policy"], P), summary(runs["buy_and_hold"], P)
     bars = jax.tree_util.tree_map(lambda x: x[b:], m.bars())
@@ -60,13 +63,13 @@ def one_strength(signal: float, args: argparse.Namespace) -> dict:
     annual = lambda r: float(np.sign(1 + r) * abs(1 + r) ** (1 / n_years) - 1)  # noqa: E731
     return {
         "signal": signal,
-        "edge_1x_annual": annual(float(summary(rule, P)["net_pnl"])),
+        "edge_1x_annual": annual(float(summary(rule, P).total_return)),
         "policy_mean_leverage": float(np.mean(runs["policy"].leverage)),
         "policy_days_above_1x": float(np.mean(np.asarray(runs["policy"].leverage) > 1.0)),
-        "policy_interest": float(pol["total_leverage_cost"]),
-        "policy_annual": annual(float(pol["net_pnl"])),
-        "policy_sortino": float(pol["sortino"]),
-        "buy_and_hold_annual": annual(float(hold["net_pnl"])),
+        "policy_interest": float(pol.total_leverage_cost),
+        "policy_annual": annual(float(pol.total_return)),
+        "policy_sortino": float(pol.sortino),
+        "buy_and_hold_annual": annual(float(hold.total_return)),
     }
 
 

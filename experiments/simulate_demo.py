@@ -15,15 +15,18 @@ import time
 import jax
 import jax.numpy as jnp
 
-from ndjax.dynamics import Action, MarketParams, PortfolioState, init_state
 from ndjax.data.calendar import periods_per_year
-from ndjax.sim import format_report, rollout
 from ndjax.data.synthetic import synthetic_market
+from ndjax.dynamics import Action, MarketParams, init_state
+from ndjax.policy import Observation
+from ndjax.report.tables import format_report
+from ndjax.sim import rollout
 
 
-def band_policy(offset: float, _obs: jax.Array, state: PortfolioState) -> Action:
-    """Buy `offset` under the previous close with a quarter of the excess equity, sell half `offset` over."""
-    ref = state.mark
+def band_policy(offset: float, obs: Observation) -> Action:
+    """Buy `offset` under the previous close with a quarter of the excess equity; sell half the holding `offset`
+    over it."""
+    ref = obs.mark
     return Action(
         buy_price=ref * (1 - offset),
         sell_price=ref * (1 + offset),

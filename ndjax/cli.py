@@ -1,82 +1,103 @@
-"""Command-line pieces shared by the experiment scripts: data and model flags, market loading,
-the date split and feature preparation."""
+"""Command-line flags built from the configuration dataclasses, so a flag's name, type and default are the
+field's: `--learning-rate` is `HParams.learning_rate`, `--window` is `TrainConfig.window`. Scripts that want
+other defaults say so with `parser.set_defaults`; nothing here exits the process."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-import numpy as np
-
-from ndjax.data.loading import load_daily
-from ndjax.data.market import MarketData
-from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
-from ndjax.policy import PolicyConfig
-from ndjax.data.synthetic import synthetic_market
-from ndjax.train.trainer import MarketArrays, TrainConfig, market_arrays
-
-
-def add_data_args(p: argparse.ArgumentParser, *, synthetic_days: int) -> None:
-    """`--data-dir`, `--symbols`, `--start/--end`, `--train-end/--val-end`, `--synthetic-days`, `--signal`."""
-    d = p.add_argument_group("data")
-    d.add_argument("--data-dir", help="folder of daily CSVs (default: built-in synthetic market)")
-    d.add_argument("--symbols", help="comma-separated symbols to load")
-    d.add_argument("--start"), d.add_argument("--end")
-    d.add_argument("--train-end", help="last training date (default: 60 %% of the rows)")
-    d.add_argument("--val-end", help="last validation date (default: 80 %% of the rows); the rest is the test")
-    d.add_argument("--synthetic-days", type=int, default=synthetic_days)
-    d.add_argument("--signal", type=float, default=0.3, help="planted signal strength of the synthetic market")
-
-
-def add_model_args(p: argparse.ArgumentParser, *, d_model: int, window: int, batch: int, steps: int,
-                   eval_every: int) -> argparse._ArgumentGroup:
-    """Static model and training flags (one compiled program per combination); returns the group."""
-    m = p.add_argument_group("model and training")
-    m.add_argument("--model", choices=["transformer", "mlp"], default="mlp")
-    m.add_argument("--lookback", type=int, default=16)
-    m.add_argument("--d-model", type=int, default=d_model)
-    m.add_argument("--layers", type=int, default=1)
-    m.add_argument("--window", type=int, default=window)
-    m.add_argument("--batch", type=int, default=batch)
-    m.add_argument("--n-assets", type=int, help="random asset subset per window (default: all)")
-    m.add_argument("--steps", type=int, default=steps)
-    m.add_argument("--eval-every", type=int, default=eval_every)
-    m.add_argument("--fill", choices=["ste", "soft"], default="ste")
-    m.add_argument("--interest", choices=["excess", "debit"], default="excess")
-    m.add_argument("--objective", default="score")
-    return m
+HELP: Mapping[str, str] = {
+    "data_dir": "folder of daily CSVs, one per symbol (default: the built-in synthetic market)",
+    "symbols": "comma-separated symbols to load (default: every file)",
+    "start": "first date loaded", "end": "last date loaded",
+    "synthetic_seed": "seed of the synthetic market", "synthetic_days": "calendar days of the synthetic market",
+    "signal": "planted signal strength of the synthetic market (AR(1) of standardised returns; < 0 reverts)",
+    "n_stocks": "stocks in the synthetic market", "n_crypto": "crypto assets in the synthetic market",
+    "model": "policy encoder", "d_model": "embedding width", "n_heads": "attention heads", "n_layers": "encoder layers",
+    "lookback": "days of history the encoder reads", "hidden": "hidden width of MLP blocks and the order head",
+    "offset": "limit band: prices within ref * (1 +- 2 offset)", "min_gap": "least sell/buy limit gap",
+    "window": "days per training window", "batch_size": "windows per update",
+    "n_assets": "random asset subset per window (default: all)", "steps": "updates", "eval_every":
+    "updates between validations", "fill": "training fills (ste: hard forward, soft gradient)",
+    "interest": "leverage interest rule", "margin_call": "maintenance calls", "objective": "training objective",
+    "warmup_steps": "learning-rate warmup", "weight_decay": "AdamW decay", "grad_clip": "global-norm clip",
+    "initial_cash": "starting equity of a simulated account", "pool_batch": "objective of the pooled batch returns",
+    "learning_rate": "peak learning rate", "return_weight": "weight of the annualised return in 'score'",
+    "fill_temperature": "soft-fill scale of training gradients", "maker_fee": "fee on both legs",
+    "stock_max_leverage": "stock initial margin = 1 / this", "crypto_max_leverage": "crypto margin = 1 / this",
+    "leverage_fee_rate": "annual interest on leverage", "maintenance_margin": "stock maintenance margin",
+    "liquidation_slippage": "price concession of a forced sale",
+}
 
 
-def load_market(args: argparse.Namespace, seed: int) -> MarketData:
-    """The CSV folder of `--data-dir`, or the synthetic market of `seed`."""
-    if args.data_dir:
-        symbols = args.symbols.split(",") if args.symbols else None
-        return load_daily(args.data_dir, symbols=symbols, start=args.start, end=args.end)
-    return synthetic_market(seed, n_days=args.synthetic_days, signal_strength=args.signal)
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def split_rows(market: MarketData, train_end: str | None, val_end: str | None, *,
-               need_test: bool = True) -> tuple[int, int]:
-    """Rows where validation and test start (default 60 % / 80 % of the rows)."""
-    T = market.n_days
-    a = int(np.searchsorted(market.dates, np.datetime64(train_end), "right")) if train_end else int(T * 0.6)
-    b = int(np.searchsorted(market.dates, np.datetime64(val_end), "right")) if val_end else int(T * 0.8)
-    if not 0 < a < b < T + (0 if need_test else 1):
-        raise SystemExit(f"date split: train rows [0, {a}), validation [{a}, {b}), test [{b}, {T}) must all be "
-                         f"non-empty (dates {market.dates[0]} .. {market.dates[-1]})")
-    return a, b
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return field.default_factory()  # type: ignore[misc]
+    return None
 
 
-def prepare(market: MarketData, train_rows: int) -> tuple[Normalizer, MarketArrays]:
-    """Features normalised with statistics of the first `train_rows` rows only, as device arrays."""
-    raw = compute_features(market)
-    normalizer = Normalizer.fit(raw[:train_rows])
-    return normalizer, market_arrays(market, normalizer.apply(raw))
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
-def train_config(args: argparse.Namespace, periods_per_year: int) -> TrainConfig:
-    """`TrainConfig` (with its `PolicyConfig`) from the flags of `add_model_args`."""
-    policy = PolicyConfig(model=args.model, n_features=len(FEATURE_NAMES), d_model=args.d_model,
-                          n_layers=args.layers, lookback=args.lookback)
-    return TrainConfig(policy=policy, window=args.window, batch_size=args.batch, n_assets=args.n_assets,
-                       steps=args.steps, eval_every=args.eval_every, fill=args.fill, interest=args.interest,
-                       objective=args.objective, periods_per_year=periods_per_year)
+def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
+               skip: Iterable[str] = ()) -> None:
+    """One flag per field of the dataclass `cls` (except `skip`), typed and defaulted by the field."""
+    skip = set(skip)
+    for field in dataclasses.fields(cls):
+        if field.name in skip or not field.init:
+            continue
+        default = _default(field)
+        help_text = f"{HELP.get(field.name, field.name.replace('_', ' '))} (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(_flag(field.name), default=default, action=argparse.BooleanOptionalAction,
+                                help=help_text)
+        elif isinstance(default, (int, float)):
+            parser.add_argument(_flag(field.name), type=type(default), default=default, help=help_text)
+        elif isinstance(default, tuple) or field.name == "symbols":
+            parser.add_argument(_flag(field.name), type=_comma_list, default=default, help=help_text)
+        elif field.name == "n_assets":
+            parser.add_argument(_flag(field.name), type=int, default=default, help=help_text)
+        else:
+            parser.add_argument(_flag(field.name), default=default, help=help_text)
+
+
+def from_fields(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+    """An instance of `cls` from the flags `add_fields` made (missing flags keep the field's default), with
+    `fixed` values taking precedence."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    values.update(fixed)
+    return cls(**values)
+
+
+def add_grid_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
+    """One flag per numeric field of `cls` taking a comma list (grid values, or choices) or `lo:hi` (a range
+    for a random search); the default is the field's default."""
+    for field in dataclasses.fields(cls):
+        default = _default(field)
+        parser.add_argument(_flag(field.name), default=str(default),
+                            help=f"{HELP.get(field.name, field.name)}: comma list or lo:hi (default: {default})")
+
+
+def grid_values(text: str, name: str) -> list[float] | tuple[float, float]:
+    """A flag of `add_grid_fields`: `[v, ...]` for a comma list, `(lo, hi)` for a range; `ValueError` names it."""
+    try:
+        if ":" in text:
+            lo, hi = text.split(":")
+            return float(lo), float(hi)
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{_flag(name)}: expected numbers as a comma list or lo:hi, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{_flag(name)}: no values in {text!r}")
+    return values
+

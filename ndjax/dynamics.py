@@ -109,8 +109,7 @@ class MarketParams:
 
 ALPACA_CRYPTO_MAKER_FEE = 0.0015
 ALPACA_PRESET: dict[str, Any] = dict(stock_max_leverage=2.0, crypto_max_leverage=1.0, maintenance_margin=0.30,
-                                     interest="debit", day_count=360.0, leverage_fee_rate=0.065)
-"""`MarketParams.alpaca` fields besides the fee; sources in docs/semantics.md ("Broker preset")."""
+                                     interest="debit", day_count=360.0, leverage_fee_rate=0.065)  # docs: sources
 
 
 def _concrete(value: Any) -> np.ndarray | None:
@@ -197,7 +196,6 @@ def init_state(initial_cash: Any, mark: jax.Array, *, probe: bool = False) -> Po
 @jax.custom_jvp
 def _straight_through(hard: jax.Array, soft: jax.Array) -> jax.Array:
     """Forward value `hard` exactly; derivative that of `soft`."""
-    del soft
     return hard
 
 
@@ -391,12 +389,10 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
         memory = remember_trades(memory, q2, jnp.zeros_like(q2), forced.qty, bar.close,
                                  bar.close * (1 - params.liquidation_slippage), f, q3)
     new_state = PortfolioState(cash=c3, inventory=q3, mark=bar.close, probe=memory)
-    info = StepInfo(
+    return new_state, StepInfo(
         equity=E3, prev_equity=E0, cash=c3, returns=returns, leverage=leverage, leverage_cost=interest,
         fees=f * (buy_notional + sell_notional) + forced.fees,
         traded_notional=buy_notional + sell_notional + forced.notional,
         margin_call=forced.call.astype(p.dtype), forced_notional=forced.notional,
         buy_fill=fb, sell_fill=fs, buy_order_qty=buy_order, sell_order_qty=sell_order, buy_qty=xb, sell_qty=xs,
-        forced_qty=forced.qty, inventory=q3,
-    )
-    return new_state, info
+        forced_qty=forced.qty, inventory=q3)

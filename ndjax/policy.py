@@ -5,32 +5,68 @@ A policy has two parts so that causality is structural and training is parallel:
 - `encode(features (T, N, F), valid (T, N)) -> (T, N, D)`: row t of the embedding
   depends on feature rows <= t only (a banded causal mask over at most `lookback`
   days), and is permutation-equivariant over assets (no asset positions).
-- `decide(embedding (N, D), state) -> Action`: inside the scan the action for bar t
-  reads the embedding of row t-1 and the book after bar t-1 (`sim.rollout`).
+- `decide(Observation) -> Action`: inside the scan the action for bar t reads the embedding
+  of row t-1 and the book after bar t-1, gathered by `observe` (`sim.rollout`).
 
-Cross into jit/scan/vmap with `nnx.split` / `nnx.merge`: `policy_apply` below takes
+Cross into jit/scan/vmap with `nnx.split` / `nnx.merge`: `make_apply` below returns a function of
 the plain parameter pytree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from flax import nnx, struct
 
+from ndjax.data.features import FEATURE_NAMES
 from ndjax.dynamics import Action, PortfolioState
 
-STATE_FEATURES = 3  # position weight, cash fraction, gross leverage
+BOOK_FEATURES = 3  # position weight, cash fraction, gross leverage
+BOOK_BOUND = 10.0  # book features are clipped to +-this (a nearly bust account has huge ratios)
+
+
+@struct.dataclass
+class Observation:
+    """What a policy sees before deciding bar t, all from bars up to t-1.
+
+    `market (..., N, D)`: one causal row per asset (an embedding, features, or a rule's inputs);
+    `book (..., N, BOOK_FEATURES)`: position weight, cash fraction and gross leverage of the book after t-1
+    (0 where equity <= 0); `mark (..., N)`: the previous close, the price limits are set against.
+    """
+
+    market: jax.Array
+    book: jax.Array
+    mark: jax.Array
+
+
+def observe(market: jax.Array, state: PortfolioState) -> Observation:
+    """The `Observation` of a market row `(..., N, D)` and the book `state` after the previous bar."""
+    value = state.inventory * state.mark
+    equity = state.cash + jnp.sum(value, axis=-1)
+    solvent = equity > 0
+    safe = jnp.where(solvent, equity, 1.0)
+    bounded = lambda x: jnp.clip(jnp.where(solvent[..., None], x, 0.0), -BOOK_BOUND, BOOK_BOUND)  # noqa: E731
+    weight = bounded(value / safe[..., None])
+    cash = jnp.broadcast_to(bounded((state.cash / safe)[..., None]), weight.shape)
+    gross = jnp.broadcast_to(bounded((jnp.sum(value, axis=-1) / safe)[..., None]), weight.shape)
+    return Observation(market=market, book=jnp.stack([weight, cash, gross], axis=-1).astype(market.dtype),
+                       mark=state.mark)
+
+
+PolicyApply = Callable[[Any, Observation], Action]
+"""`apply(policy_params, observation) -> Action`, called inside the rollout's scan."""
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
     """Shape-setting policy choices (static)."""
 
-    model: str = "transformer"  # "transformer" | "mlp"
-    n_features: int = 12  # len(features.FEATURE_NAMES)
+    model: str = "mlp"  # "mlp" | "transformer"
+    n_features: int = len(FEATURE_NAMES)
     d_model: int = 32
     n_heads: int = 4
     n_layers: int = 1
@@ -121,7 +157,7 @@ class Policy(nnx.Module):
         else:
             self.layers = nnx.List([FeedForward(cfg.d_model, cfg.hidden, rngs=rngs) for _ in range(cfg.n_layers)])
         self.norm = nnx.LayerNorm(cfg.d_model, rngs=rngs)
-        self.head_in = nnx.Linear(2 * cfg.d_model + STATE_FEATURES, cfg.hidden, rngs=rngs)
+        self.head_in = nnx.Linear(2 * cfg.d_model + BOOK_FEATURES, cfg.hidden, rngs=rngs)
         self.head_out = nnx.Linear(cfg.hidden, 4, kernel_init=nnx.initializers.zeros, rngs=rngs)
         # start with limits near the previous close (sigmoid(-2) ~ 0.12 of the band) so most orders fill
         # and the fractions get gradient from the first update
@@ -143,21 +179,12 @@ class Policy(nnx.Module):
                 x = layer(x)
         return self.norm(x)
 
-    def decide(self, embedding: jax.Array, state: PortfolioState) -> Action:
-        """Limit orders for the next bar from one embedding row (N, D) and the book."""
-        ref = state.mark
-        value = state.inventory * ref
-        equity = state.cash + jnp.sum(value, axis=-1)
-        safe = jnp.where(equity > 0, equity, 1.0)
-        bounded = lambda x: jnp.clip(jnp.where(equity > 0, x, 0.0), -10.0, 10.0)  # noqa: E731
-        weight = bounded(value / safe[..., None])
-        cash_frac = bounded(state.cash / safe)
-        gross = bounded(jnp.sum(value, axis=-1) / safe)
+    def decide(self, obs: Observation) -> Action:
+        """Limit orders for the next bar from one observation: embedding row (N, D), book (N, 3), mark (N,)."""
+        embedding = obs.market
         pooled = jnp.broadcast_to(jnp.mean(embedding, axis=-2, keepdims=True), embedding.shape)
-        book = jnp.stack([weight, jnp.broadcast_to(cash_frac[..., None], weight.shape),
-                          jnp.broadcast_to(gross[..., None], weight.shape)], axis=-1)
-        h = jax.nn.gelu(self.head_in(jnp.concatenate([embedding, pooled, book.astype(embedding.dtype)], axis=-1)))
-        return decode_action(self.head_out(h), ref, self.cfg.offset, self.cfg.min_gap)
+        h = jax.nn.gelu(self.head_in(jnp.concatenate([embedding, pooled, obs.book], axis=-1)))
+        return decode_action(self.head_out(h), obs.mark, self.cfg.offset, self.cfg.min_gap)
 
 
 def decode_action(z: jax.Array, ref: jax.Array, offset: float, min_gap: float) -> Action:
@@ -180,10 +207,10 @@ def encode(graphdef: nnx.GraphDef, params: nnx.State, features: jax.Array, valid
     return nnx.merge(graphdef, params).encode(features, valid)
 
 
-def policy_apply(graphdef: nnx.GraphDef):
-    """A `sim.rollout`-compatible `apply(params, embedding_row, state) -> Action` for this graph."""
+def make_apply(graphdef: nnx.GraphDef) -> PolicyApply:
+    """A `sim.rollout`-compatible `apply(params, observation) -> Action` for this graph."""
 
-    def apply(params: nnx.State, embedding: jax.Array, state: PortfolioState) -> Action:
-        return nnx.merge(graphdef, params).decide(embedding, state)
+    def apply(params: nnx.State, obs: Observation) -> Action:
+        return nnx.merge(graphdef, params).decide(obs)
 
     return apply

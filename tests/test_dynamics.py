@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, init_state, step
-from tests.conftest import random_case, to_jax
+from tests.helpers import random_case, to_jax
 from tests.reference import reference_step
 
 seeds = st.integers(0, 2**31 - 1)

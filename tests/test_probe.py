@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, init_state, step
 from ndjax.probe import ProbeState, probing
 from ndjax.sim import simulate
-from tests.conftest import random_case, to_jax
+from tests.helpers import random_case, to_jax
 from tests.reference import reference_step
 
 

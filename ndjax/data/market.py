@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ndjax.data.calendar import DateLike, calendar_fields, periods_per_year, row_at_or_after, row_at_or_before
+from ndjax.data.calendar import (
+    DateLike,
+    calendar_fields,
+    periods_per_year,
+    row_at_or_after,
+    row_at_or_before,
+)
 from ndjax.dynamics import Bar
 
 PRICE_COLUMNS = ("open", "high", "low", "close")

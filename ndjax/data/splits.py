@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-
 from ndjax.data.calendar import DateLike, row_at_or_before, to_day
 from ndjax.data.market import DataError, MarketData
 

@@ -1,31 +1,221 @@
-"""Held-out evaluation: the policy and both baselines over the same bars, with hard fills."""
+"""Held-out evaluation: the policy beside its baselines on the same bars, per-symbol attribution, the lag check,
+realism and probe variants, and the files `experiments/evaluate.py` writes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from ndjax.baselines import run_baselines
-from ndjax.dynamics import MarketParams, StepInfo
-from ndjax.train.trainer import MarketArrays, context_split, simulate_policy_jit
+from ndjax.data.arrays import MarketArrays, context_split
+from ndjax.data.calendar import row_at_or_after, row_at_or_before
+from ndjax.dynamics import Action, MarketParams, StepInfo
+from ndjax.metrics import PathStats, summary
+from ndjax.report.tables import COMPARISON_HEADER, format_comparison_line, format_symbols
+from ndjax.report.writers import write_period_report, write_rows
+from ndjax.runs.folder import Run, RunError, load_market, run_arrays
+from ndjax.sim import simulate_policy_jit
+
+VARIANTS = {
+    "probe": ("probe mode: buys capped at {probe_notional:g} of equity after losing trades",
+              lambda o: dict(probe=True, probe_notional=o["probe_notional"])),
+    "realistic": ("realistic: gap fills at the open, participation cap {participation:g} of volume, debit interest",
+                  lambda o: dict(gap_fill=True, participation_cap=o["participation"], interest="debit")),
+}
+"""Policy variants `evaluate_run` can add: a label and the `simulate_run` overrides built from the options."""
 
 
-def held_out(
-    graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, lookback: int, mp: MarketParams,
-    stop: int | None = None,
-) -> dict[str, StepInfo]:
-    """Simulate `policy`, `buy_and_hold` and `cash` over bars `start+1 .. stop-1`, all starting flat at the
-    close of row `start`. The policy's encoder reads up to `lookback` rows of context before `start`.
+@dataclass(frozen=True)
+class HeldOut:
+    """The policy's actions `(T, N)` and the paths (`policy`, `buy_and_hold`, `cash`), time on axis 0."""
 
-    Returns `StepInfo`s with time on axis 0, `stop - start - 1` steps each.
-    """
+    actions: Action
+    paths: dict[str, StepInfo]
+
+
+def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, lookback: int,
+             mp: MarketParams, stop: int | None = None, initial_cash: float = 1.0) -> HeldOut:
+    """The policy and both baselines over bars `start+1 .. stop-1`, all flat at the close of row `start`; the
+    policy's encoder reads up to `lookback` rows of context before `start`. `stop - start - 1` steps each."""
     stop = arrays.n_days if stop is None else stop
     if not lookback <= start < stop - 1:
-        raise ValueError(f"held_out: start row {start} needs {lookback} context rows and at least one bar after it")
+        raise RunError(f"held-out rows [{start}, {stop}): the start needs {lookback} rows of encoder context before "
+                       "it and at least one bar after it")
     ctx = context_split(arrays, start, stop, lookback)
-    _, policy = simulate_policy_jit(graphdef, params, ctx, mp, lookback)
+    actions, policy = simulate_policy_jit(graphdef, params, ctx, mp, lookback, initial_cash)
     bars = jax.tree_util.tree_map(lambda x: x[lookback:], ctx.bars())
-    return {"policy": policy, **run_baselines(mp, bars, jnp.asarray(1.0, bars.close.dtype))}
+    return HeldOut(actions=actions, paths={"policy": policy, **run_baselines(mp, bars, jnp.asarray(initial_cash,
+                                                                                                    bars.close.dtype))})
+
+
+def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: int = 1,
+                 initial_cash: float | None = None, fill: str = "hard", probe: bool = False,
+                 **market_overrides: Any) -> tuple[Action, StepInfo]:
+    """The run's policy flat at the close of row `start`, deciding with `lag` bars of delay, over bars
+    `start + lag .. stop - 1`. `market_overrides` replace `MarketParams` fields (`gap_fill=True`,
+    `participation_cap=0.01`, `interest="debit"`, `probe_notional=0.05`, ...); `probe` adds the trade memory.
+
+    Returns `(actions, infos)` with time on axis 0 (`stop - start - lag` steps).
+    """
+    L = run.lookback
+    if not L <= start < stop - lag:
+        raise RunError(f"period rows [{start}, {stop}): the start needs {L} rows of encoder context before it "
+                       f"and at least {lag} bar(s) after it")
+    ctx = context_split(arrays, start, stop, L)
+    mp = run.config.market_params(fill).replace(**market_overrides)
+    cash = float(run.config.train.initial_cash if initial_cash is None else initial_cash)
+    return simulate_policy_jit(run.graphdef, run.params, ctx, mp, L, cash, lag=lag, probe=probe)
+
+
+def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_fee: float,
+               symbols: Sequence[str], liquidation_slippage: float = 0.001) -> list[dict[str, Any]]:
+    """Per-asset attribution of one hard-fill path (no `gap_fill`; executions at the limit prices, forced
+    sales at `close * (1 - liquidation_slippage)`).
+
+    `infos`/`actions` `(T, N)` from a rollout starting flat; `closes (T + 1, N)` the marks: the close before
+    the first bar, then each bar's close.
+    PnL = realised (sells against the average cost, fees included) + unrealised (units held at the last
+    close against their average cost) - interest; a bar's interest is allocated to the stocks in
+    proportion to the stock value carried into it. The PnLs sum to the path's final - initial equity.
+    """
+    f = float(maker_fee)
+    xb, xs = np.asarray(infos.buy_qty, np.float64), np.asarray(infos.sell_qty, np.float64)
+    bp, sp = np.asarray(actions.buy_price, np.float64), np.asarray(actions.sell_price, np.float64)
+    inv = np.asarray(infos.inventory, np.float64)
+    T, N = xb.shape
+    marks = np.asarray(closes, np.float64)
+    if marks.shape != (T + 1, N):
+        raise ValueError(f"per_symbol: closes of shape {marks.shape}, expected {(T + 1, N)}")
+    q_before = np.concatenate([np.zeros((1, N)), inv[:-1]], 0)
+    stock_value = np.where(np.asarray(is_crypto, bool), 0.0, q_before * marks[:-1])
+    total = stock_value.sum(-1, keepdims=True)
+    cost = np.asarray(infos.leverage_cost, np.float64)[:, None]
+    interest = np.where(total > 0, cost * stock_value / np.where(total > 0, total, 1), 0).sum(0)
+    held = np.zeros(N)
+    basis = np.zeros(N)  # total cost of the units held (fees included)
+    realised = np.zeros(N)
+    forced = np.asarray(infos.forced_qty, np.float64)
+    forced_px = marks[1:] * (1 - float(liquidation_slippage))
+    for t in range(T):
+        avg = np.where(held > 0, basis / np.where(held > 0, held, 1), 0)
+        sold = np.minimum(xs[t], held)
+        realised += sold * sp[t] * (1 - f) - sold * avg
+        basis -= sold * avg
+        held = held - sold
+        basis += xb[t] * bp[t] * (1 + f)
+        held = held + xb[t]
+        avg = np.where(held > 0, basis / np.where(held > 0, held, 1), 0)
+        called = np.minimum(forced[t], held)  # a margin call sells at the close after the bar's own trades
+        realised += called * forced_px[t] * (1 - f) - called * avg
+        basis -= called * avg
+        held = inv[t]
+    last = marks[-1]
+    unrealised = held * last - basis
+    fees = f * ((xb * bp).sum(0) + (xs * sp).sum(0) + (forced * forced_px).sum(0))
+    placed_b, placed_s = np.asarray(infos.buy_order_qty) > 0, np.asarray(infos.sell_order_qty) > 0
+    fb, fs = np.asarray(infos.buy_fill, np.float64), np.asarray(infos.sell_fill, np.float64)
+    rows = []
+    for i, s in enumerate(symbols):
+        rows.append({
+            "symbol": s, "asset_class": "crypto" if bool(np.asarray(is_crypto)[i]) else "stock",
+            "pnl": float(realised[i] + unrealised[i] - interest[i]), "realised": float(realised[i]),
+            "unrealised": float(unrealised[i]), "interest": float(interest[i]), "fees": float(fees[i]),
+            "buys": int((xb[:, i] > 0).sum()), "sells": int((xs[:, i] > 0).sum()),
+            "forced_sales": int((forced[:, i] > 0).sum()),
+            "trades": int((xb[:, i] > 0).sum() + (xs[:, i] > 0).sum()),
+            "buy_fill_rate": float(np.where(placed_b[:, i], fb[:, i], 0).sum() / max(placed_b[:, i].sum(), 1)),
+            "sell_fill_rate": float(np.where(placed_s[:, i], fs[:, i], 0).sum() / max(placed_s[:, i].sum(), 1)),
+            "final_quantity": float(held[i]), "final_value": float(held[i] * last[i]),
+        })
+    return rows
+
+
+def lag_check(stats_1: PathStats, stats_2: PathStats, *, sortino_gap: float = 1.0,
+              return_gap: float = 0.5, min_return_gap: float = 0.005) -> tuple[bool, list[str]]:
+    """Compare the `PathStats` of the policy at lag 1 and lag 2. Flags a lookahead smell when one bar of extra
+    delay costs more than `sortino_gap` of Sortino, or more than `return_gap` x |return at lag 1| of net
+    return (and at least `min_return_gap`). Returns `(flagged, reasons)`."""
+    s1, s2 = float(stats_1.sortino), float(stats_2.sortino)
+    r1, r2 = float(stats_1.total_return), float(stats_2.total_return)
+    reasons = []
+    if s1 - s2 > sortino_gap:
+        reasons.append(f"Sortino drops by {s1 - s2:.2f} (> {sortino_gap:g}) with one more bar of delay")
+    if r1 - r2 > max(return_gap * abs(r1), min_return_gap):
+        reasons.append(f"net return drops by {(r1 - r2) * 100:.2f} pp (> {return_gap:.0%} of |{r1 * 100:.2f}%|)")
+    return bool(reasons), reasons
+
+
+def period_rows(run: Run, dates: np.ndarray, start: Any = None, end: Any = None, *, newer_data: bool = False
+                ) -> tuple[int, int]:
+    """Rows `[start, stop)` of a period: from `start` (default: the run's test split) to `end` (default: the test
+    split's end, or the data's last row with `newer_data` or an explicit `start`)."""
+    test = run.config.split.get("test")
+    first = start or (test[0] if test else None)
+    if first is None:
+        raise RunError(f"{run.path / 'config.json'}: no test split stored; give a start date")
+    last = end or (test[1] if test and not (newer_data or start) else None)
+    lo = row_at_or_after(dates, first)
+    hi = row_at_or_before(dates, last) + 1 if last else len(dates)
+    if lo >= len(dates) or hi - lo < 3:
+        raise RunError(f"period {first} .. {last or dates[-1]}: fewer than 3 rows in the data ({dates[0]} .. {dates[-1]})")
+    return lo, hi
+
+
+def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, start: Any = None, end: Any = None,
+                 initial_cash: float | None = None, variants: Mapping[str, Mapping[str, float]] | None = None,
+                 rows: bool = True, sortino_gap: float = 1.0, return_gap: float = 0.5) -> dict[str, Any]:
+    """Simulate the run's policy with hard fills over a period beside both baselines, at lag 2 (a lookahead
+    check) and in the named `variants` (`VARIANTS` keys mapped to their options); write `evaluate_report.txt`,
+    `evaluate_daily.csv`, `evaluate_summary.json`, `evaluate_symbols.csv` and `equity.png` into `out`.
+
+    Returns the summary dict (also in `evaluate_summary.json`) with `text`, the report.
+    """
+    market = load_market(run, data_dir)
+    arrays = run_arrays(run, market)
+    lo, hi = period_rows(run, market.dates, start, end, newer_data=data_dir is not None)
+    P = run.config.periods_per_year
+    cash = float(run.config.train.initial_cash if initial_cash is None else initial_cash)
+    period = market.dates[lo + 1: hi]
+    result = held_out(run.graphdef, run.params, arrays, lo, run.lookback, run.config.market_params("hard"), hi, cash)
+    _, lag2 = simulate_run(run, arrays, lo, hi, lag=2, initial_cash=cash)
+    extra = {"policy_lag2": summary(lag2, P)}
+    policy_stats = summary(result.paths["policy"], P)
+    flagged, reasons = lag_check(policy_stats, extra["policy_lag2"], sortino_gap=sortino_gap, return_gap=return_gap)
+    hp = run.config.hparams
+    symbols = per_symbol(result.paths["policy"], result.actions, np.asarray(arrays.close[lo:hi]), run.is_crypto,
+                         float(hp.maker_fee), run.symbols, float(hp.liquidation_slippage))
+    sections = ["", "-" * 72, "Per symbol", "", format_symbols(symbols), "", "-" * 72,
+                "Lag check: the same policy deciding with one more bar of delay (lag 2 starts trading one bar later)",
+                "", COMPARISON_HEADER, format_comparison_line("lag 1", policy_stats),
+                format_comparison_line("lag 2", extra["policy_lag2"]), ""]
+    sections += [f"LOOKAHEAD SMELL: {r}" for r in reasons] if flagged else [
+        "lag check: OK (no large drop with one more bar of delay)"]
+    for name, options in (variants or {}).items():
+        if name not in VARIANTS:
+            raise RunError(f"evaluate: unknown variant {name!r}; expected one of {sorted(VARIANTS)}")
+        label, overrides = VARIANTS[name]
+        _, infos = simulate_run(run, arrays, lo, hi, initial_cash=cash, **overrides(options))
+        extra[name] = summary(infos, P)
+        change = (float(extra[name].total_return) - float(policy_stats.total_return)) * 100
+        sections += ["", "-" * 72, f"Policy, {label.format(**options)}", "", COMPARISON_HEADER,
+                     format_comparison_line("normal", policy_stats), format_comparison_line(name, extra[name]),
+                     f"{name} changes the net PnL by {change:+.2f} percentage points"]
+    meta = run.checkpoint_meta
+    title = [f"Policy (checkpoint of step {run.step}, validation score {float(meta.get('score', np.nan)):.3f})",
+             f"Period {period[0]} .. {period[-1]} ({len(period)} bars), hard fills, starting flat with {cash:g} "
+             f"at the close of {market.dates[lo]}"]
+    summary_extra = {"start_row": lo, "stop_row": hi, "checkpoint_step": run.step,
+                     "lag_check": {"flagged": flagged, "reasons": reasons}, "symbols": symbols}
+    out = Path(out)
+    text, stats = write_period_report(out, "evaluate", title, period, result.paths, P, rows=rows,
+                                      extra_sections=sections, extra_stats=extra, summary_extra=summary_extra)
+    write_rows(out / "evaluate_symbols.csv", symbols)
+    return dict(summary_extra, text=text, period=[str(period[0]), str(period[-1])],
+                summary={k: v.as_dict() for k, v in stats.items()})

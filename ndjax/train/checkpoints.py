@@ -1,122 +1,136 @@
-"""Checkpoints: atomic `.npz` files of a pytree's leaves plus JSON metadata, and a top-k manager.
+"""Run checkpoints on orbax: one `CheckpointManager` per run folder keeps the latest train state (resume) and
+the best `keep` by validation score (evaluation, planning, `--init-from`).
 
-A file is written to a temporary name in the same folder and moved into place with
-`os.replace`, so a killed run leaves either the previous checkpoint or the new one,
-never a torn file. Loading needs a template pytree of the same structure (built by
-`Trainer.init`), and checks every leaf's shape and dtype against it.
+Every checkpoint is a whole `TrainState` plus a JSON `meta` item (step, score, validation metrics), written
+atomically (a temporary directory renamed into place, so a killed run leaves the previous checkpoint, never a
+torn one) by every process of a multi-host run, with process 0 doing the directory work. Restoring checks
+every leaf's shape and dtype against a template built by `Trainer.init` and names the first that differs
+(orbax itself would silently cast a dtype).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+import math
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+UNSCORED = -1e30
+"""Score stored for a checkpoint whose validation score is not finite: it can only rank last."""
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that is missing, unreadable or does not match its template."""
+    """A checkpoint folder that is missing, empty or does not match the model; the message names it."""
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _score(metrics: dict) -> float:
+    return metrics["score"]
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON atomically."""
-    _atomic_write(Path(path), lambda fh: fh.write(json.dumps(obj, indent=2, default=_json_default).encode()))
+def _registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+    """The two items of a checkpoint, so a fresh manager can read their metadata before restoring."""
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    for args in (ocp.args.StandardSave, ocp.args.StandardRestore):
+        registry.add("state", args, ocp.StandardCheckpointHandler)
+    for args in (ocp.args.JsonSave, ocp.args.JsonRestore):
+        registry.add("meta", args, ocp.JsonCheckpointHandler)
+    return registry
 
 
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.generic, np.ndarray, jax.Array)):
-        return np.asarray(x).tolist()
-    if hasattr(x, "__dataclass_fields__"):
-        return {k: getattr(x, k) for k in x.__dataclass_fields__}
-    return str(x)
+class RunCheckpoints:
+    """The checkpoints of one run folder, `directory` (created on the first save). With `existing=True` the
+    folder must exist already (reading a trained run); nothing is written unless `save` is called."""
+
+    def __init__(self, directory: str | Path, keep: int = 3, *, existing: bool = False):
+        self.directory = Path(directory).absolute()
+        if existing and not self.directory.is_dir():
+            raise CheckpointError(f"{self.directory}: no checkpoint folder")
+        options = ocp.CheckpointManagerOptions(
+            best_fn=_score, best_mode="max", enable_async_checkpointing=False, cleanup_tmp_directories=True,
+            create=not existing,
+            preservation_policy=policies.AnyPreservationPolicy([
+                policies.LatestN(n=1),
+                policies.BestN(get_metric_fn=_score, reverse=False, n=keep, keep_checkpoints_without_metrics=False),
+            ]),
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options, handler_registry=_registry())
+
+    def save(self, step: int, state: Any, score: float, meta: dict) -> None:
+        """Store `state` (a `TrainState`) at `step` with its validation `score` and JSON-able `meta`."""
+        score = float(score) if math.isfinite(float(score)) else UNSCORED
+        self.manager.save(int(step), metrics={"score": score}, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(_jsonable(meta), step=int(step),
+                                                                             score=score))))
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        """The step with the highest validation score (None before the first save)."""
+        return self.manager.best_step()
+
+    def steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def restore(self, step: int | None, template: Any) -> tuple[Any, dict]:
+        """`(state, meta)` at `step`, shaped like `template` (a `TrainState` from `Trainer.init`)."""
+        if step is None:
+            raise CheckpointError(f"{self.directory}: no checkpoint saved yet")
+        stored = self.manager.item_metadata(step)["state"]
+        _check_layout(self.directory / str(step), stored, template)
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                meta=ocp.args.JsonRestore()))
+        return out["state"], dict(out["meta"])
+
+    def restore_latest(self, template: Any) -> tuple[Any, dict]:
+        return self.restore(self.latest_step(), template)
+
+    def restore_best(self, template: Any) -> tuple[Any, dict]:
+        return self.restore(self.best_step(), template)
+
+    def close(self) -> None:
+        self.manager.close()
+
+    def __enter__(self) -> RunCheckpoints:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
-def save(path: str | os.PathLike, tree: Any, meta: dict | None = None) -> None:
-    """Save the leaves of `tree` and `meta` (JSON-able) to `path` atomically."""
-    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
-    arrays = {f"leaf_{i:05d}": x for i, x in enumerate(leaves)}
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta or {}, default=_json_default).encode(), np.uint8)
-    _atomic_write(Path(path), lambda fh: np.savez(fh, **arrays))
+def _leaf_names(tree: Any) -> dict[str, Any]:
+    return {jax.tree_util.keystr(path, simple=True, separator="."): leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def load(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
-    """Restore a pytree shaped like `template` from `path`; returns `(tree, meta)`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        with np.load(path) as z:
-            meta = json.loads(bytes(z["__meta__"]).decode())
-            stored = [z[k] for k in sorted(k for k in z.files if k.startswith("leaf_"))]
-    except (OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({e})") from e
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    if len(stored) != len(leaves):
-        raise CheckpointError(f"{path}: {len(stored)} arrays, the model expects {len(leaves)}")
-    for i, (s, t) in enumerate(zip(stored, leaves)):
-        t = np.asarray(t)
-        if s.shape != t.shape or s.dtype != t.dtype:
-            raise CheckpointError(f"{path}: array {i} is {s.dtype}{s.shape}, the model expects {t.dtype}{t.shape}")
-    return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(s) for s in stored]), meta
+def _check_layout(where: Path, stored: Any, template: Any) -> None:
+    """Raise `CheckpointError` naming the first leaf whose presence, shape or dtype differs."""
+    tree = getattr(stored, "tree", stored)
+    on_disk = {leaf.name: leaf for leaf in jax.tree_util.tree_leaves(tree)}
+    expected = _leaf_names(template)
+    missing, extra = sorted(set(expected) - set(on_disk)), sorted(set(on_disk) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{where}: arrays differ from the model's: missing {missing[:3]}, unexpected {extra[:3]}")
+    for name, leaf in expected.items():
+        want = (tuple(np.shape(leaf)), np.dtype(leaf.dtype))
+        got = (tuple(on_disk[name].shape), np.dtype(on_disk[name].dtype))
+        if want != got:
+            raise CheckpointError(f"{where}: array {name!r} is {got[1]}{got[0]}, the model expects {want[1]}{want[0]}")
 
 
-class CheckpointManager:
-    """A run folder's checkpoints: `latest.npz` (full train state, for `--resume`) and the top `keep`
-    parameter sets by validation score (`best_<step>.npz`, listed best first in `index.json`)."""
-
-    def __init__(self, directory: str | os.PathLike, keep: int = 3):
-        self.dir = Path(directory)
-        self.keep = keep
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def latest_path(self) -> Path:
-        return self.dir / "latest.npz"
-
-    def index(self) -> list[dict]:
-        """Saved best checkpoints, best first: `[{"file", "step", "score"}, ...]`."""
-        p = self.dir / "index.json"
-        return json.loads(p.read_text()) if p.is_file() else []
-
-    def save_latest(self, state: Any, meta: dict) -> None:
-        save(self.latest_path, state, meta)
-
-    def save_best(self, params: Any, step: int, score: float, meta: dict) -> bool:
-        """Keep `params` if `score` is in the top `keep`; returns whether it was kept."""
-        entries = self.index()
-        if not np.isfinite(score):
-            return False
-        if len(entries) >= self.keep and score <= entries[-1]["score"]:
-            return False
-        name = f"best_{step:07d}.npz"
-        save(self.dir / name, params, dict(meta, step=step, score=score))
-        entries = [e for e in entries if e["file"] != name] + [{"file": name, "step": step, "score": score}]
-        entries.sort(key=lambda e: -e["score"])
-        for stale in entries[self.keep:]:
-            (self.dir / stale["file"]).unlink(missing_ok=True)
-        write_json(self.dir / "index.json", entries[: self.keep])
-        return True
-
-    def best_path(self) -> Path:
-        entries = self.index()
-        if not entries:
-            raise CheckpointError(f"{self.dir}: no best checkpoint saved yet")
-        return self.dir / entries[0]["file"]
+def _jsonable(x: Any) -> Any:
+    """Nested dicts/lists of Python numbers, strings and None (JSON for orbax's `JsonSave`)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
+        return _jsonable(np.asarray(x).tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

@@ -1,44 +1,34 @@
-"""Host-side run loop: jitted training chunks, metrics log, checkpoints, resume and a progress line.
+"""The host loop of a run: jitted training chunks, a metrics log, orbax checkpoints, resume, a tqdm bar.
 
-The loop calls the same `Trainer.chunk` that `Trainer.train` scans, so a run driven
-from here (with checkpoints between chunks) follows the pure run's updates.
+The loop calls the same `Trainer.chunk` that `Trainer.train` scans, so a run driven from here (with
+checkpoints between chunks) follows the pure run's updates; a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
-from ndjax.train import checkpoints as checkpoint
-from ndjax.train.trainer import HParams, Trainer, TrainConfig, TrainState
+from ndjax.report.writers import atomic_write_text
+from ndjax.train.checkpoints import RunCheckpoints
+from ndjax.train.config import HParams, TrainConfig
+from ndjax.train.trainer import Trainer, TrainState
 
-
-def _floats(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x: np.asarray(x).tolist(), tree)
-
-
-def _progress(out: TextIO, step: int, total: int, train: dict, val: dict, t0: float) -> None:
-    width = 24
-    done = int(width * step / total)
-    line = (f"\r[{'#' * done}{'.' * (width - done)}] {step}/{total}  "
-            f"loss {np.mean(train['loss']):+.3f}  train Sortino {np.mean(train['sortino']):+.2f}  "
-            f"val score {float(val['score']):+.3f}  val return {float(val['total_return']) * 100:+.2f}%  "
-            f"{time.perf_counter() - t0:.0f}s")
-    out.write(line)
-    out.flush()
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
 
 
 def _truncate_log(path: Path, last_step: int) -> None:
     """Drop metric lines written after the checkpoint a resumed run starts from."""
     if path.is_file():
         lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= last_step]
-        checkpoint._atomic_write(path, lambda fh: fh.write("".join(ln + "\n" for ln in lines).encode()))
+        atomic_write_text(path, "".join(ln + "\n" for ln in lines))
 
 
 def fit(
@@ -53,42 +43,43 @@ def fit(
     init_params: Any = None,
     keep: int = 3,
     stop_after: int | None = None,
-    progress: TextIO | None = sys.stderr,
+    progress: bool = True,
 ) -> TrainState:
     """Train to `cfg.steps` updates, checkpointing after every chunk into `run_dir/checkpoints`.
 
-    `resume` continues from `latest.npz`; `init_params` starts from given parameters (fine-tuning)
-    with a fresh optimiser. `stop_after` ends after that many chunks (used to test resumption).
-    Appends one JSON line per chunk to `run_dir/metrics.jsonl`.
+    `resume` continues from the latest checkpoint; `init_params` starts from given parameters (fine-tuning)
+    with a fresh optimiser. `stop_after` ends after that many chunks (used to test resumption). Appends one
+    JSON line per chunk to `run_dir/metrics.jsonl`; `progress` shows a tqdm bar on stderr.
     """
     run_dir = Path(run_dir)
-    manager = checkpoint.CheckpointManager(run_dir / "checkpoints", keep=keep)
-    meta = dict(meta or {})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / METRICS_FILE
     template = trainer.init(key, hp)
-    if resume and manager.latest_path.is_file():
-        ts, _ = checkpoint.load(manager.latest_path, template)
-        _truncate_log(run_dir / "metrics.jsonl", int(ts.step))
-    else:
-        ts = template
-        if init_params is not None:
-            ts = template._replace(params=init_params, best_params=init_params)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    chunk = jax.jit(trainer.chunk)
-    t0 = time.perf_counter()
-    chunks = 0
-    with open(run_dir / "metrics.jsonl", "a") as log:
-        while int(ts.step) < cfg.steps and (stop_after is None or chunks < stop_after):
-            ts, m = chunk(ts, hp)
-            step = int(m["step"])
-            val = _floats(m["val"])
-            train = {k: float(np.mean(v)) for k, v in m["train"].items()}
-            log.write(json.dumps({"step": step, "train": train, "val": val, "time": time.perf_counter() - t0}) + "\n")
-            log.flush()
-            manager.save_best(ts.params, step, float(val["score"]), dict(meta, val=val))
-            manager.save_latest(ts, dict(meta, step=step))
-            if progress is not None:
-                _progress(progress, step, cfg.steps, m["train"], m["val"], t0)
-            chunks += 1
-    if progress is not None:
-        progress.write("\n")
+    with RunCheckpoints(run_dir / CHECKPOINT_DIR, keep=keep) as checkpoints:
+        if resume and checkpoints.latest_step() is not None:
+            ts, _ = checkpoints.restore_latest(template)
+            _truncate_log(log_path, int(ts.step))
+        else:
+            ts = template
+            if init_params is not None:
+                ts = template._replace(params=init_params, best_params=init_params)
+            log_path.unlink(missing_ok=True)
+        chunk = jax.jit(trainer.chunk)
+        t0 = time.perf_counter()
+        bar = tqdm(total=cfg.steps, initial=int(ts.step), unit="update", disable=not progress, dynamic_ncols=True)
+        chunks = 0
+        with open(log_path, "a") as log, bar:
+            while int(ts.step) < cfg.steps and (stop_after is None or chunks < stop_after):
+                ts, m = chunk(ts, hp)
+                step = int(m["step"])
+                val = {k: float(v) for k, v in m["val"].items()}
+                train = {k: float(np.mean(v)) for k, v in m["train"].items()}
+                log.write(json.dumps({"step": step, "train": train, "val": val,
+                                      "time": time.perf_counter() - t0}) + "\n")
+                log.flush()
+                checkpoints.save(step, ts, val["score"], dict(meta or {}, val=val))
+                bar.update(step - bar.n)
+                bar.set_postfix(loss=f"{train['loss']:+.3f}", val_score=f"{val['score']:+.3f}",
+                                val_return=f"{val['total_return'] * 100:+.2f}%")
+                chunks += 1
     return ts

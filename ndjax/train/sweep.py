@@ -23,20 +23,25 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, StepInfo
-from ndjax.sim import simulate
-from ndjax.train.trainer import HParams, Trainer, TrainState
-
-AXIS = "devices"
-"""Name of the one mesh axis; the sweep axis K and the simulation batch axis are split over it."""
+from ndjax.train.config import HParams
+from ndjax.train.sharding import (
+    AXIS,
+    n_shards,
+    pad_axis,
+    resolve_mesh,
+    round_up,
+    to_host,
+    trim_axis,
+)
+from ndjax.train.trainer import Trainer, TrainState
 
 HPARAM_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HParams))
 LOG_SCALE: frozenset[str] = frozenset({"learning_rate", "fill_temperature"})
@@ -44,58 +49,6 @@ LOG_SCALE: frozenset[str] = frozenset({"learning_rate", "fill_temperature"})
 
 VAL_COLUMNS: tuple[str, ...] = ("score", "sortino", "total_return", "max_drawdown", "mean_leverage")
 
-
-# ----------------------------------------------------------------------------------------------- mesh
-
-
-def make_mesh(devices: Sequence[Any] | None = None) -> Mesh:
-    """A 1-D mesh named `AXIS` over `devices` (default: `jax.devices()`, every device of every process)."""
-    devs = np.asarray(list(jax.devices() if devices is None else devices))
-    return Mesh(devs, (AXIS,))
-
-
-@functools.lru_cache(maxsize=None)
-def default_mesh() -> Mesh:
-    return make_mesh()
-
-
-def _mesh(mesh: Mesh | None) -> Mesh:
-    return default_mesh() if mesh is None else mesh
-
-
-def n_shards(mesh: Mesh | None = None) -> int:
-    return int(_mesh(mesh).shape[AXIS])
-
-
-def round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-def pad_axis(tree: Any, size: int, axis: int = 0) -> Any:
-    """Pad every leaf of `tree` along `axis` to `size` by repeating its last entry (no-op if already `size`)."""
-
-    def pad(x):
-        if x is None:
-            return None
-        n = x.shape[axis]
-        if n == size:
-            return x
-        if n > size or n == 0:
-            raise ValueError(f"pad_axis: cannot pad an axis of {n} to {size}")
-        widths = [(0, 0)] * x.ndim
-        widths[axis] = (0, size - n)
-        return jnp.pad(jnp.asarray(x), widths, mode="edge")
-
-    return jax.tree_util.tree_map(pad, tree)
-
-
-def trim_axis(tree: Any, size: int, axis: int = 0) -> Any:
-    """The first `size` entries of every leaf along `axis` (leaves already that long are left as they are)."""
-    return jax.tree_util.tree_map(
-        lambda x: x if x.shape[axis] == size else jax.lax.slice_in_dim(x, 0, size, axis=axis), tree)
-
-
-# --------------------------------------------------------------------------------------- hyperparameters
 
 
 def _as_hparams(base: HParams | None, values: Mapping[str, Any]) -> HParams:
@@ -109,6 +62,8 @@ def stack_hparams(hparams: Sequence[HParams]) -> HParams:
     """One `HParams` whose every field is a float32 array `(K,)`, from K scalar `HParams`."""
     if not hparams:
         raise ValueError("stack_hparams: need at least one HParams")
+    for h in hparams:
+        h.check()
     return HParams(**{name: jnp.asarray(np.array([float(getattr(h, name)) for h in hparams], np.float32))
                       for name in HPARAM_NAMES})
 
@@ -192,7 +147,7 @@ def shard_sweep(keys: jax.Array, hparams: HParams, mesh: Mesh | None = None,
     """Pad keys `(K, 2)` and hparams `(K,)` to `size` (default: K rounded up to a multiple of the device
     count) by repeating the last run, and place them split over the mesh axis.
     Returns `(keys, hparams, K)`; trim outputs back to K with `trim_axis`."""
-    mesh = _mesh(mesh)
+    mesh = resolve_mesh(mesh)
     k = int(keys.shape[0])
     if sweep_size(hparams) not in (1, k):
         raise ValueError(f"shard_sweep: {k} keys but hparams of sweep size {sweep_size(hparams)}")
@@ -213,7 +168,7 @@ def _vmapped_train(train: Callable, mesh: Mesh) -> Callable:
 def sweep_fn(trainer: Trainer, mesh: Mesh | None = None) -> Callable[[jax.Array, HParams], tuple[TrainState, dict]]:
     """The jitted `vmap(trainer.train)` with the K axis split over `mesh` (cached per trainer and mesh).
     K of its inputs must be a multiple of the device count; `sweep` handles that for you."""
-    return _vmapped_train(trainer.train, _mesh(mesh))
+    return _vmapped_train(trainer.train, resolve_mesh(mesh))
 
 
 def sweep(
@@ -234,7 +189,7 @@ def sweep(
     count), in ceil(K / chunk) calls of one compiled program; the last chunk is padded. `progress(done, K,
     metrics_of_chunk)` is called on the host after each chunk.
     """
-    mesh = _mesh(mesh)
+    mesh = resolve_mesh(mesh)
     keys = jnp.asarray(keys)
     k = int(keys.shape[0])
     hparams = broadcast_hparams(hparams, k)
@@ -255,63 +210,6 @@ def sweep(
             progress(done, k, trim_axis(out[1], done - start) if done - start < chunk else out[1])
     out = outs[0] if len(outs) == 1 else jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *outs)
     return trim_axis(out, k)
-
-
-# ------------------------------------------------------------------------------------------- simulation
-
-
-def _sim_shardings(mesh: Mesh):
-    batch0 = NamedSharding(mesh, P(AXIS))  # state leaves (B, ...)
-    batch1 = NamedSharding(mesh, P(None, AXIS))  # time-major leaves (T, B, ...)
-    return batch0, batch1, NamedSharding(mesh, P())
-
-
-@functools.lru_cache(maxsize=16)
-def _sharded_simulate(mesh: Mesh) -> Callable:
-    batch0, batch1, rep = _sim_shardings(mesh)
-    return jax.jit(lambda p, s, a, b: simulate(p, s, a, b), in_shardings=(rep, batch0, batch1, batch1),
-                   out_shardings=(batch0, batch1))
-
-
-def simulate_sharded(
-    params: MarketParams, state0: PortfolioState, actions: Action, bars: Bar, mesh: Mesh | None = None,
-) -> tuple[PortfolioState, StepInfo]:
-    """`ndjax.sim.simulate` with the portfolio batch axis split over the devices of `mesh`.
-
-    `state0` leaves are `(B, ...)`, `actions`/`bars` leaves `(T, B, ...)` (batch right after time);
-    `params` is replicated (its numeric fields scalar or `(N,)`). B is padded to a multiple of the device
-    count by repeating the last portfolio and trimmed from the outputs. Returns `(final_state (B, ...),
-    infos (T, B, ...))`, the same numbers as `simulate`.
-    """
-    mesh = _mesh(mesh)
-    cash = jnp.asarray(state0.cash)
-    if cash.ndim < 1:
-        raise ValueError("simulate_sharded: state0 needs a batch axis (cash of shape (B,))")
-    b = int(cash.shape[0])
-    size = round_up(b, n_shards(mesh))
-    batch0, batch1, rep = _sim_shardings(mesh)
-    state0 = jax.device_put(pad_axis(state0, size, 0), batch0)
-    actions = jax.device_put(pad_axis(actions, size, 1), batch1)
-    bars = jax.device_put(pad_axis(bars, size, 1), batch1)
-    params = jax.device_put(params, rep)
-    final, infos = _sharded_simulate(mesh)(params, state0, actions, bars)
-    return trim_axis(final, b, 0), trim_axis(infos, b, 1)
-
-
-# ------------------------------------------------------------------------------------------ leaderboard
-
-
-def to_host(tree: Any) -> Any:
-    """numpy copies of every leaf; arrays spread over several processes (`jax.distributed`) are gathered
-    first (`multihost_utils.process_allgather`), so every process gets the whole sweep."""
-    def get(x):
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            from jax.experimental import multihost_utils
-
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return np.asarray(x)
-
-    return jax.tree_util.tree_map(get, tree)
 
 
 def best_validation(metrics: dict) -> dict[str, np.ndarray]:
@@ -354,29 +252,6 @@ def leaderboard(hparams: HParams, seeds: Sequence[int], metrics: dict, *, sort_b
     return [{"rank": r["rank"], **{k: v for k, v in r.items() if k != "rank"}} for r in rows]
 
 
-def write_leaderboard(rows: list[dict], path: str | Path) -> Path:
-    """Write the leaderboard rows as CSV (header from the first row)."""
-    import csv
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
-def format_leaderboard(rows: list[dict], top: int | None = None, varied: Sequence[str] | None = None) -> str:
-    """A text table of the leaderboard; `varied` hyperparameter columns (default: those that differ)."""
-    if varied is None:
-        varied = [n for n in HPARAM_NAMES if len({r[n] for r in rows}) > 1]
-    head = f"{'rank':>4} {'run':>4} {'seed':>5} " + "".join(f"{n[:14]:>15}" for n in varied)
-    head += f"{'score':>9}{'Sortino':>9}{'Return':>9}{'MaxDD':>8}{'MeanLev':>8}{'step':>6}"
-    lines = [head, "-" * len(head)]
-    for r in rows[:top]:
-        line = f"{r['rank']:>4} {r['run']:>4} {r['seed']:>5} " + "".join(f"{r[n]:>15.4g}" for n in varied)
-        line += (f"{r['score']:>9.3f}{r['sortino']:>9.2f}{r['total_return'] * 100:>8.2f}%"
-                 f"{r['max_drawdown'] * 100:>7.2f}%{r['mean_leverage']:>7.2f}x{r['best_step']:>6}")
-        lines.append(line)
-    return "\n".join(lines)
+def varied_hparams(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The hyperparameters that differ between leaderboard rows (the columns worth printing)."""
+    return [n for n in HPARAM_NAMES if len({r[n] for r in rows}) > 1]

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, step
-from tests.conftest import random_case, to_jax
+from tests.helpers import random_case, to_jax
 from tests.reference import reference_step
 
 jstep = jax.jit(step)

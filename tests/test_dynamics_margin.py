@@ -8,7 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, init_state, size_orders, step
+from ndjax.dynamics import (
+    Action,
+    Bar,
+    MarketParams,
+    PortfolioState,
+    init_state,
+    size_orders,
+    step,
+)
 from ndjax.sim import simulate
 
 K = 1 - (1 - 0.001) * (1 - 0.0008)  # equity lost per unit of value force-sold at the defaults

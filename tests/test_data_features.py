@@ -8,9 +8,14 @@ import json
 import numpy as np
 import pytest
 
+from ndjax.data.features import (
+    FEATURE_NAMES,
+    PASSTHROUGH_FEATURES,
+    Normalizer,
+    compute_features,
+)
 from ndjax.data.market import MarketData
 from ndjax.data.splits import split
-from ndjax.data.features import FEATURE_NAMES, PASSTHROUGH_FEATURES, Normalizer, compute_features
 from ndjax.data.synthetic import synthetic_market
 
 IDX = {n: i for i, n in enumerate(FEATURE_NAMES)}

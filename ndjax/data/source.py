@@ -1,0 +1,64 @@
+"""Where a market comes from: a folder of daily CSVs, or the built-in synthetic market of a seed.
+
+A `MarketSource` is stored in a run folder, so evaluation and planning rebuild the same history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ndjax.data.loading import load_daily
+from ndjax.data.market import MarketData
+from ndjax.data.synthetic import synthetic_market
+
+
+@dataclass(frozen=True)
+class MarketSource:
+    """A CSV folder (`data_dir`, optional `symbols`, `start`/`end` dates) or, without one, the synthetic market
+    (`synthetic_seed`, `synthetic_days` calendar days, planted `signal`, `n_stocks` + `n_crypto` assets)."""
+
+    data_dir: str | None = None
+    symbols: tuple[str, ...] | None = None
+    start: str | None = None
+    end: str | None = None
+    synthetic_seed: int = 0
+    synthetic_days: int = 1100
+    signal: float = 0.3
+    n_stocks: int = 4
+    n_crypto: int = 2
+
+    @property
+    def synthetic(self) -> bool:
+        return self.data_dir is None
+
+    def load(self, *, data_dir: str | Path | None = None, symbols: Any = None, end: Any = None) -> MarketData:
+        """The market; `data_dir`, `symbols` and `end` override the stored ones (newer data, another universe)."""
+        folder = data_dir if data_dir is not None else self.data_dir
+        last = end if end is not None else self.end
+        if folder is not None:
+            chosen = symbols if symbols is not None else self.symbols
+            return load_daily(folder, symbols=None if chosen is None else list(chosen), start=self.start, end=last)
+        market = synthetic_market(self.synthetic_seed, n_stocks=self.n_stocks, n_crypto=self.n_crypto,
+                                  n_days=self.synthetic_days, signal_strength=self.signal)
+        return market.slice_dates(self.start, last) if (self.start or last) else market
+
+    def describe(self) -> str:
+        if self.data_dir is not None:
+            return f"{self.data_dir} ({self.start or 'first row'} .. {self.end or 'last row'})"
+        return (f"synthetic(seed={self.synthetic_seed}, days={self.synthetic_days}, signal={self.signal}, "
+                f"stocks={self.n_stocks}, crypto={self.n_crypto})")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["symbols"] = None if self.symbols is None else list(self.symbols)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MarketSource:
+        d = dict(d)
+        if d.get("symbols") is not None:
+            d["symbols"] = tuple(d["symbols"])
+        return cls(**d)

@@ -1,0 +1,120 @@
+"""Text tables: the daily report with its summary block, the comparison of named paths, per-symbol attribution
+and the sweep leaderboard. Pure formatting of numbers computed elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ndjax.dynamics import StepInfo
+from ndjax.metrics import PathStats, summary
+
+
+def format_summary(stats: PathStats) -> str:
+    """The summary block of the report for one path."""
+    f = {k: float(v) for k, v in stats.as_dict().items()}
+    return "\n".join([
+        f"Final Equity      : {f['final_equity']:.4f}",
+        f"Net PnL           : {f['total_return'] * 100:+.2f}%",
+        f"Sortino           : {f['sortino']:.3f}",
+        f"Sharpe            : {f['sharpe']:.3f}",
+        f"Max Drawdown      : {f['max_drawdown'] * 100:.2f}%",
+        f"Max Leverage      : {f['max_leverage']:.2f}x",
+        f"Total Lev. Costs  : {f['total_leverage_cost']:.6f}",
+        f"Total Fees        : {f['total_fees']:.6f}",
+        f"Turnover          : {f['turnover']:.2f}x",
+        f"Buy Fill Rate     : {f['buy_fill_rate'] * 100:.1f}%",
+        f"Sell Fill Rate    : {f['sell_fill_rate'] * 100:.1f}%",
+        f"Margin Calls      : {f['margin_calls']:.0f}",
+        f"Forced Sales      : {f['forced_notional']:.6f}",
+    ])
+
+
+def format_report(dates: Sequence[Any], infos: StepInfo, periods_per_year: float = 252, *, rows: bool = True) -> str:
+    """The daily report of one path: a `Date Equity Cash Return Leverage LevCost` row per bar, then the summary.
+
+    `dates (T,)` one per step; `infos` unbatched (per-portfolio fields `(T,)`).
+    """
+    equity = np.asarray(infos.equity)
+    if equity.ndim != 1:
+        raise ValueError(f"format_report: expects one path, got equity of shape {equity.shape}")
+    if len(dates) != equity.shape[0]:
+        raise ValueError(f"format_report: {len(dates)} dates for {equity.shape[0]} steps")
+    out = []
+    if rows:
+        out.append(f"{'Date':<18}{'Equity':>12}{'Cash':>13}{'Return':>11}{'Leverage':>11}{'LevCost':>11}")
+        cash, ret = np.asarray(infos.cash), np.asarray(infos.returns)
+        lev, cost, call = np.asarray(infos.leverage), np.asarray(infos.leverage_cost), np.asarray(infos.margin_call)
+        for i, d in enumerate(dates):
+            mark = "  margin call" if call[i] > 0 else ""
+            out.append(f"{str(d)[:10]:<18}{equity[i]:>12.4f}{cash[i]:>13.4f}{ret[i]:>11.4f}{lev[i]:>10.2f}x"
+                       f"{cost[i]:>11.6f}{mark}")
+        out.append("")
+    out.append(format_summary(summary(infos, periods_per_year)))
+    return "\n".join(out)
+
+
+COMPARISON_HEADER = (f"{'':<16}{'Return':>10}{'Sortino':>10}{'Sharpe':>9}{'MaxDD':>9}{'MaxLev':>8}{'Fees':>11}"
+                     f"{'LevCost':>11}{'Turn':>9}{'Calls':>7}")
+
+
+def format_comparison_line(name: str, stats: PathStats) -> str:
+    """One row of `format_comparison`."""
+    s = {k: float(v) for k, v in stats.as_dict().items()}
+    return (f"{name:<16}{s['total_return'] * 100:>9.2f}%{s['sortino']:>10.2f}{s['sharpe']:>9.2f}"
+            f"{s['max_drawdown'] * 100:>8.2f}%{s['max_leverage']:>7.2f}x"
+            f"{s['total_fees']:>11.5f}{s['total_leverage_cost']:>11.5f}{s['turnover']:>8.2f}x{s['margin_calls']:>7.0f}")
+
+
+def format_comparison(stats: Mapping[str, PathStats]) -> str:
+    """A table with one row per named path (policy, baselines, variants)."""
+    return "\n".join([COMPARISON_HEADER] + [format_comparison_line(k, v) for k, v in stats.items()])
+
+
+def format_symbols(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The per-symbol attribution table (`runs.evaluate.per_symbol` rows)."""
+    out = [f"{'Symbol':<12}{'Class':<7}{'PnL':>12}{'Realised':>12}{'Unreal.':>12}{'Interest':>11}{'Fees':>11}"
+           f"{'Trades':>7}{'Forced':>7}{'BuyFill':>8}{'SellFill':>9}"]
+    for r in rows:
+        out.append(f"{r['symbol']:<12}{r['asset_class']:<7}{r['pnl']:>12.5f}{r['realised']:>12.5f}"
+                   f"{r['unrealised']:>12.5f}{r['interest']:>11.6f}{r['fees']:>11.6f}{r['trades']:>7d}"
+                   f"{r['forced_sales']:>7d}{r['buy_fill_rate'] * 100:>7.1f}%{r['sell_fill_rate'] * 100:>8.1f}%")
+    return "\n".join(out)
+
+
+def format_leaderboard(rows: Sequence[Mapping[str, Any]], varied: Sequence[str], top: int | None = None) -> str:
+    """A sweep leaderboard (`train.sweep.leaderboard` rows) with the `varied` hyperparameter columns."""
+    head = f"{'rank':>4} {'run':>4} {'seed':>5} " + "".join(f"{n[:14]:>15}" for n in varied)
+    head += f"{'score':>9}{'Sortino':>9}{'Return':>9}{'MaxDD':>8}{'MeanLev':>8}{'step':>6}"
+    lines = [head, "-" * len(head)]
+    for r in list(rows)[:top]:
+        line = f"{r['rank']:>4} {r['run']:>4} {r['seed']:>5} " + "".join(f"{r[n]:>15.4g}" for n in varied)
+        line += (f"{r['score']:>9.3f}{r['sortino']:>9.2f}{r['total_return'] * 100:>8.2f}%"
+                 f"{r['max_drawdown'] * 100:>7.2f}%{r['mean_leverage']:>7.2f}x{r['best_step']:>6}")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def format_plan(plan: Mapping[str, Any]) -> str:
+    """The next-day plan (`runs.plan.plan_orders`) as text: the book, its requirements and buying power, the orders."""
+    lines = [f"Plan for {plan['next_day']} from the close of {plan['as_of']}: equity {plan['equity']:,.2f} "
+             f"(cash {plan['cash']:,.2f}, stocks {plan['stock_value']:,.2f}, crypto {plan['crypto_value']:,.2f})",
+             f"Initial requirement {plan['initial_requirement']:,.2f}, maintenance {plan['maintenance_requirement']:,.2f}; "
+             f"excess equity {plan['excess']:,.2f}: buying power {plan['buying_power_stock']:,.2f} in stocks or "
+             f"{plan['buying_power_crypto']:,.2f} in crypto (one pool)", ""]
+    lines.append(f"{'Symbol':<12}{'Class':<8}{'Side':<6}{'Limit':>14}{'Quantity':>16}{'Notional':>14}"
+                 f"{'vs close':>10}")
+    for o in plan["orders"]:
+        lines.append(f"{o['symbol']:<12}{o['asset_class']:<8}{o['side']:<6}{o['limit_price']:>14.4f}"
+                     f"{o['quantity']:>16.6f}{o['notional']:>14.2f}{o['limit_vs_mark'] * 100:>9.2f}%")
+    if not plan["orders"]:
+        lines.append("(no orders)")
+    for s in plan["skipped"]:
+        lines.append(f"{s['symbol']:<12}{s['asset_class']:<8}skip  {s['reason']}")
+    buys = [o for o in plan["orders"] if o["side"] == "buy"]
+    rate = {"stock": 1 / plan["stock_max_leverage"], "crypto": 1 / plan["crypto_max_leverage"]}
+    used = sum((rate[o["asset_class"]] + plan["maker_fee"]) * o["notional"] for o in buys)
+    lines.append(f"buys use {used:,.2f} of the {plan['excess']:,.2f} excess equity (requirement + fee of each buy)")
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""Device arrays: the one window sampler keeps every field (open and volume too), prepare normalises on the
+training rows only, context splits."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from ndjax.data.arrays import context_split, prepare, sample_window
+from ndjax.data.features import compute_features
+from tests.helpers import small_arrays
+
+
+def test_sample_window_keeps_every_field_and_the_asset_classes():
+    m, arr, _, _ = small_arrays(0, n_days=120)
+    win = jax.jit(sample_window, static_argnums=(2, 3))(arr, jax.random.PRNGKey(3), 20, 3)
+    assert win.close.shape == (20, 3) and win.open.shape == (20, 3) and win.volume.shape == (20, 3)
+    assert win.days_elapsed.shape == (20,) and win.is_crypto.shape == (3,)
+    # the window is a real slice: find its start and assets in the full arrays
+    close = np.asarray(arr.close)
+    for j in range(3):
+        hits = [(i, s) for i in range(close.shape[1]) for s in range(close.shape[0] - 19)
+                if np.array_equal(close[s:s + 20, i], np.asarray(win.close[:, j]))]
+        assert hits, j
+        i, s = hits[0]
+        np.testing.assert_array_equal(np.asarray(win.volume[:, j]), np.asarray(arr.volume[s:s + 20, i]))
+        assert bool(win.is_crypto[j]) == bool(arr.is_crypto[i])
+
+
+def test_prepare_normalises_with_training_rows_only():
+    m, arr, a, _ = small_arrays(1, n_days=150)
+    normalizer, again = prepare(m, a)
+    raw = compute_features(m)
+    np.testing.assert_allclose(np.asarray(again.features), normalizer.apply(raw))
+    shifted = prepare(m, a, normalizer)[1]  # a stored normaliser is reused as it is
+    np.testing.assert_array_equal(np.asarray(shifted.features), np.asarray(again.features))
+    ctx = context_split(arr, 50, 80, 8)
+    assert ctx.n_days == 38 and np.array_equal(np.asarray(ctx.close), np.asarray(arr.close[42:80]))
+    assert context_split(arr, 3, 10, 8).n_days == 10

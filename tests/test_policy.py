@@ -1,0 +1,73 @@
+"""The policy: causality, asset-permutation equivariance, decoded limits within their bands, the observation."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ndjax.dynamics import init_state
+from ndjax.policy import BOOK_BOUND, PolicyConfig, create, encode, make_apply, observe
+from ndjax.sim import simulate_policy
+from ndjax.train.config import HParams, market_params
+from tests.helpers import SMALL_POLICY, small_arrays
+
+F = PolicyConfig().n_features
+
+
+@pytest.mark.parametrize("model", ["transformer", "mlp"])
+def test_policy_causal(model):
+    cfg = PolicyConfig(model=model, **SMALL_POLICY)
+    graphdef, params = create(cfg, jax.random.PRNGKey(0))
+    _, arr, _, _ = small_arrays(0, n_days=80)
+    mp = market_params(HParams(), arr.is_crypto, "hard", "excess")
+    run = jax.jit(lambda a: simulate_policy(graphdef, params, a, mp, cfg.lookback))
+    actions, infos = run(arr)
+    t = 40  # change features and bars from row t on: actions for bars <= t (rows < t - lookback) stay
+    changed = arr.replace(features=arr.features.at[t:].add(3.0), close=arr.close.at[t:].multiply(1.2),
+                          high=arr.high.at[t:].multiply(1.2), low=arr.low.at[t:].multiply(1.2))
+    actions2, infos2 = run(changed)
+    k = t - cfg.lookback  # action row k is for bar lookback + 1 + k, decided from row lookback + k
+    chex.assert_trees_all_equal(*jax.tree_util.tree_map(lambda x: x[:k], (actions, actions2)))
+    chex.assert_trees_all_equal(*jax.tree_util.tree_map(lambda x: x[: k - 1], (infos.equity, infos2.equity)))
+    assert not np.allclose(actions.buy_price[k:], actions2.buy_price[k:])
+
+
+@pytest.mark.parametrize("model", ["transformer", "mlp"])
+def test_permuting_assets_permutes_actions(model):
+    cfg = PolicyConfig(model=model, **SMALL_POLICY)
+    graphdef, params = create(cfg, jax.random.PRNGKey(1))
+    feats = jax.random.normal(jax.random.PRNGKey(2), (20, 5, F))
+    state = init_state(1.0, jnp.linspace(10.0, 50.0, 5)).replace(inventory=jnp.array([0.0, 0.01, 0.0, 0.005, 0.0]))
+    perm = jnp.array([3, 0, 4, 1, 2])
+    apply = make_apply(graphdef)
+    a = apply(params, observe(encode(graphdef, params, feats)[-1], state))
+    pstate = state.replace(inventory=state.inventory[perm], mark=state.mark[perm])
+    b = apply(params, observe(encode(graphdef, params, feats[:, perm])[-1], pstate))
+    chex.assert_trees_all_close(jax.tree_util.tree_map(lambda x: x[perm], a), b, rtol=1e-5, atol=1e-6)
+
+
+def test_decoded_limits_respect_bands():
+    cfg = PolicyConfig(model="mlp", **SMALL_POLICY)
+    graphdef, params = create(cfg, jax.random.PRNGKey(3))
+    params = jax.tree_util.tree_map(lambda x: x * 30, params)  # saturate the head
+    feats = jax.random.normal(jax.random.PRNGKey(4), (12, 4, F)) * 5
+    ref = jnp.array([10.0, 20.0, 30.0, 40.0])
+    a = make_apply(graphdef)(params, observe(encode(graphdef, params, feats)[-1], init_state(1.0, ref)))
+    assert np.all(a.buy_price <= ref) and np.all(a.buy_price >= ref * (1 - 2 * cfg.offset))
+    assert np.all(a.sell_price >= a.buy_price * (1 + cfg.min_gap) * (1 - 1e-6))
+    assert np.all((a.buy_frac >= 0) & (a.buy_frac <= 1) & (a.sell_frac >= 0) & (a.sell_frac <= 1))
+
+
+def test_observation_of_the_book():
+    state = init_state(jnp.array([600.0, -5.0]), jnp.array([[10.0, 20.0], [10.0, 20.0]]))
+    state = state.replace(inventory=jnp.array([[10.0, 15.0], [0.0, 0.0]]))
+    obs = observe(jnp.zeros((2, 2, 3)), state)
+    np.testing.assert_allclose(obs.book[0, :, 0], [0.1, 0.3])  # weights of 1000 equity
+    np.testing.assert_allclose(obs.book[0, :, 1], [0.6, 0.6])  # cash fraction
+    np.testing.assert_allclose(obs.book[0, :, 2], [0.4, 0.4])  # gross leverage
+    np.testing.assert_array_equal(obs.book[1], 0.0)  # bust account: no ratios
+    assert float(jnp.max(jnp.abs(obs.book))) <= BOOK_BOUND
+    np.testing.assert_array_equal(obs.mark, state.mark)

@@ -1,0 +1,57 @@
+"""The run folder: the typed configuration written and read by one module, and errors naming the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ndjax.runs.folder import (
+    RunConfig,
+    RunError,
+    load_config,
+    load_market,
+    load_run,
+    run_arrays,
+    save_config,
+)
+
+
+def test_config_round_trip(run_dir, tmp_path):
+    config = load_config(run_dir)
+    save_config(tmp_path, config)
+    again = load_config(tmp_path)
+    assert again.to_dict() == config.to_dict() and isinstance(again, RunConfig)
+    assert again.train.policy.lookback == 8 and again.symbols == config.symbols
+    np.testing.assert_array_equal(again.normalizer.mean, config.normalizer.mean)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("{not json", "not JSON"),
+    (json.dumps({"config": {}, "hparams": {}}), "not a ndjax-run/2"),
+    (json.dumps({"format": "ndjax-run/2", "source": {}}), "unreadable run configuration"),
+])
+def test_bad_config_files_name_the_file(tmp_path, text, needle):
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(RunError, match=needle) as e:
+        load_config(tmp_path)
+    assert str(tmp_path / "config.json") in str(e.value)
+    with pytest.raises(RunError, match="not found"):
+        load_config(tmp_path / "elsewhere")
+
+
+def test_load_run_market_and_checkpoint_choice(run_dir, tmp_path):
+    run = load_run(run_dir)
+    market = load_market(run)
+    assert market.symbols == run.symbols and run_arrays(run, market).features.shape[-1] == len(
+        run.config.feature_names)
+    assert load_run(run_dir, step=run.step).step == run.step
+    with pytest.raises(RunError, match="no checkpoint at step 999"):
+        load_run(run_dir, step=999)
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    shutil.rmtree(broken / "checkpoints")
+    with pytest.raises(RunError, match="no checkpoint folder"):
+        load_run(broken)
