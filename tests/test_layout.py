@@ -23,6 +23,10 @@ LAYERS: dict[str, int] = {
     # runs: the folder, evaluation, planning, the main job
     "ndjax.runs.folder": 16, "ndjax.runs.positions": 17, "ndjax.runs.evaluate": 17, "ndjax.runs.plan": 18,
     "ndjax.runs.job": 18,
+    # paper trading: the broker interface and controls -> ledger, brokers -> the cycle, its report -> retraining
+    "ndjax.paper.broker": 19, "ndjax.paper.controls": 19, "ndjax.paper.ledger": 20, "ndjax.paper.simulated": 20,
+    "ndjax.paper.alpaca": 20, "ndjax.paper.cycle": 21, "ndjax.paper.report": 21, "ndjax.paper.retrain": 22,
+    "ndjax.paper.trade": 22,
     # flags for the scripts in experiments/
     "ndjax.cli": 19,
 }

@@ -1,0 +1,77 @@
+"""Paper trading on a ledger: replay history as if live with the simulated broker, or run the day's cycle against
+Alpaca's paper (or, with --live, real) account.
+
+    python experiments/paper.py --run runs/NAME --data-dir ../shared/data/daily --ledger paper/book.db \\
+        --broker sim --equity 25000 --start 2025-07-01 --through 2025-10-01
+    python experiments/paper.py --run runs/NAME --ledger paper/book.db --broker sim --through 2025-11-01   # continue
+    python experiments/paper.py --run runs/NAME --ledger paper/book.db --resume-buys                       # lift a halt
+    APCA_API_KEY_ID=... APCA_API_SECRET_KEY=... python experiments/paper.py --run runs/NAME --data-dir D \\
+        --ledger live.db --broker alpaca --through 2026-11-24
+
+Each cycle (one SQLite transaction) reconciles yesterday's orders, updates the book, decides and sizes tomorrow's
+orders with the transition's own sizing, records and submits them. Re-running a recorded day changes nothing.
+Writes paper_report.txt, paper_daily.csv, paper_summary.json and equity.png beside the ledger (or into --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ndjax.paper.controls import DEFAULT_RAMP_DAYS, Controls
+from ndjax.paper.cycle import PaperConfig
+from ndjax.paper.retrain import RetrainPolicy
+from ndjax.paper.trade import open_session, paper_trade
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder written by experiments/train.py (the first champion)")
+    p.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
+    p.add_argument("--ledger", required=True, help="SQLite ledger file (created on first use)")
+    p.add_argument("--broker", choices=["sim", "alpaca"], default="sim")
+    p.add_argument("--equity", type=float, default=25_000.0, help="starting equity of a new ledger")
+    p.add_argument("--start", help="first day of a new ledger (default: continue from the ledger's last day)")
+    p.add_argument("--through", help="last day to run (default: the data's last row)")
+    c = p.add_argument_group("risk controls")
+    c.add_argument("--ramp-days", type=int, default=DEFAULT_RAMP_DAYS, help="days to reach full size (0 = from day one)")
+    c.add_argument("--ramp-drawdown", type=float, default=0.05, help="the ramp grows only while the drawdown is below this")
+    c.add_argument("--halt-drawdown", type=float, default=0.20, help="stop new buys at this drawdown (1.0 = never)")
+    c.add_argument("--resume-buys", action="store_true", help="lift the kill switch, then run")
+    c.add_argument("--probe-notional", type=float, help="probe mode: buys capped at this fraction of equity after losses")
+    c.add_argument("--whole-shares", action="store_true", help="round stock quantities down to whole shares")
+    r = p.add_argument_group("retraining")
+    r.add_argument("--retrain-every", type=int, help="fine-tune a challenger every K cycles")
+    r.add_argument("--retrain-steps", type=int, default=200)
+    r.add_argument("--retrain-val-days", type=int, default=60, help="recent rows both models are judged on")
+    a = p.add_argument_group("alpaca")
+    a.add_argument("--live", action="store_true", help="trade the real account (default: Alpaca's paper endpoint)")
+    a.add_argument("--alpaca-url", help="another endpoint (a local test server)")
+    p.add_argument("--out", help="folder for the report (default: the ledger's folder)")
+    p.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None):
+    args = parse_args(argv)
+    try:
+        retrain = (RetrainPolicy(every=args.retrain_every, steps=args.retrain_steps, val_days=args.retrain_val_days,
+                                 data_dir=args.data_dir) if args.retrain_every else None)
+        config = PaperConfig(controls=Controls(args.ramp_days, args.ramp_drawdown, args.halt_drawdown),
+                             probe_notional=args.probe_notional, whole_shares=args.whole_shares, retrain=retrain)
+        session = open_session(args.run, args.ledger, data_dir=args.data_dir, broker=args.broker, equity=args.equity,
+                               config=config, out=args.out, alpaca={"live": args.live, "url": args.alpaca_url})
+        if args.resume_buys:
+            print(f"buys resumed from {session.resume_buys()}", file=sys.stderr)
+        result = paper_trade(session, start=args.start, through=args.through, rows=not args.no_rows)
+    except ValueError as e:
+        raise SystemExit(f"paper: {e}") from None
+    if result.text:
+        print(result.text)
+    print(f"\n{result.recorded} day(s) recorded; the ledger ends on {result.last_date}; wrote {result.out}/"
+          "paper_report.txt, paper_daily.csv, paper_summary.json, equity.png", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""An Alpaca broker on `alpaca-py` (the optional extra: `pip install -e ".[alpaca]"`).
+
+Keys come from `APCA_API_KEY_ID` and `APCA_API_SECRET_KEY`; the paper endpoint is the default and the live one
+needs `live=True`. Stocks go out as day limit orders and crypto as GTC limit orders (cancelled at the next cycle),
+each with the ledger's deterministic client order id: a re-run finds the order already placed instead of placing
+it twice. Symbols are the ledger's (`BTC-USD`); Alpaca's `BTC/USD` (orders) and `BTCUSD` (positions) are mapped
+at this boundary. Limit prices are rounded to the venue's tick, down for buys and up for sells.
+
+Tried against a local server that answers the REST subset used here with alpaca-py's response shapes; never
+against Alpaca itself (no network from the machines this was built on).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Sequence
+
+from ndjax.paper.broker import Account, Broker, BrokerError, Order, OrderStatus
+
+CLIENT_PREFIX = "ndjax-"
+
+
+def _pair(symbol: str) -> str:
+    """`BTC-USD` / `BTCUSD` / `ETH-USDT` -> `BTC/USD` / `ETH/USDT` (Alpaca's order symbol for crypto)."""
+    s = symbol.upper().replace("-", "").replace("/", "")
+    for quote in ("USDT", "USDC", "USD"):
+        if s.endswith(quote) and len(s) > len(quote):
+            return f"{s[: -len(quote)]}/{quote}"
+    raise BrokerError(f"alpaca: cannot map crypto symbol {symbol!r} to a pair")
+
+
+def _tick(price: float, crypto: bool) -> float:
+    """Alpaca's price increment: a cent for stocks at $1 or more (0.0001 below), 6 significant digits for crypto."""
+    if not crypto:
+        return 0.01 if price >= 1 else 0.0001
+    return 10 ** (math.floor(math.log10(abs(price))) - 5) if price > 0 else 1e-8
+
+
+class AlpacaBroker(Broker):
+    """Alpaca's trading API for the ledger's `symbols` (`is_crypto` per symbol)."""
+
+    name = "alpaca"
+
+    def __init__(self, symbols: Sequence[str], is_crypto: Sequence[bool], *, live: bool = False,
+                 url: str | None = None, key: str | None = None, secret: str | None = None, timeout: float = 20.0):
+        try:
+            from alpaca.trading.client import TradingClient
+        except ImportError:
+            raise BrokerError('alpaca: alpaca-py is not installed; pip install -e ".[alpaca]"') from None
+        key = key or os.environ.get("APCA_API_KEY_ID")
+        secret = secret or os.environ.get("APCA_API_SECRET_KEY")
+        if not key or not secret:
+            raise BrokerError("alpaca: set APCA_API_KEY_ID and APCA_API_SECRET_KEY (the paper account's keys)")
+        self.client = TradingClient(key, secret, paper=not live, url_override=url)
+        session = self.client._session  # alpaca-py sets no timeout; a hung request must not hang the cycle
+        session.request = functools.partial(session.request, timeout=timeout)
+        self.crypto = {s: bool(c) for s, c in zip(symbols, is_crypto)}
+        self.to_ledger = {}
+        for s, c in self.crypto.items():
+            self.to_ledger[s] = s
+            if c:
+                self.to_ledger[_pair(s)] = s
+                self.to_ledger[_pair(s).replace("/", "")] = s
+        self.live = live
+
+    def _call(self, what: str, fn, *args):
+        from alpaca.common.exceptions import APIError
+
+        try:
+            return fn(*args)
+        except APIError as e:
+            raise BrokerError(f"alpaca: {what} failed with HTTP {e.status_code}: {str(e)[:300]}") from None
+        except OSError as e:
+            raise BrokerError(f"alpaca: {what} could not reach the broker ({type(e).__name__}: {e})") from None
+
+    def _status(self, order) -> OrderStatus:
+        status = getattr(order.status, "value", order.status)
+        return OrderStatus(client_id=order.client_order_id, broker_id=str(order.id), status=str(status),
+                           filled_qty=float(order.filled_qty or 0), filled_price=float(order.filled_avg_price or 0))
+
+    def account(self) -> Account:
+        acc = self._call("reading the account", self.client.get_account)
+        held = {}
+        for p in self._call("reading the positions", self.client.get_all_positions):
+            if p.symbol not in self.to_ledger:
+                raise BrokerError(f"alpaca: the account holds {p.qty} {p.symbol}, which the ledger does not trade: "
+                                  "positions out of sync with the broker")
+            held[self.to_ledger[p.symbol]] = float(p.qty)
+        return Account(cash=float(acc.cash), positions=held)
+
+    def submit(self, orders: Sequence[Order]) -> list[OrderStatus]:
+        from alpaca.common.exceptions import APIError
+        from alpaca.trading.enums import OrderSide, TimeInForce
+        from alpaca.trading.requests import LimitOrderRequest
+
+        out = []
+        for o in orders:
+            crypto = self.crypto.get(o.symbol)
+            if crypto is None:
+                raise BrokerError(f"alpaca: order {o.client_id} for {o.symbol!r}, which the ledger does not trade")
+            tick = _tick(o.limit_price, crypto)
+            price = (math.floor if o.side == "buy" else math.ceil)(o.limit_price / tick) * tick
+            request = LimitOrderRequest(
+                symbol=_pair(o.symbol) if crypto else o.symbol, qty=o.quantity, limit_price=round(price, 10),
+                side=OrderSide.BUY if o.side == "buy" else OrderSide.SELL, client_order_id=o.client_id,
+                time_in_force=TimeInForce.GTC if crypto else TimeInForce.DAY)
+            try:
+                placed = self.client.submit_order(request)
+            except APIError as e:
+                try:  # already placed by an earlier run of this cycle: read it back
+                    placed = self.client.get_order_by_client_id(o.client_id)
+                except APIError:
+                    raise BrokerError(f"alpaca: order {o.client_id} ({o.side} {o.quantity:g} {o.symbol} at {price:g}) "
+                                      f"refused with HTTP {e.status_code}: {str(e)[:300]}") from None
+            out.append(self._status(placed))
+        return out
+
+    def status(self, client_ids: Sequence[str]) -> list[OrderStatus]:
+        return [self._status(self._call(f"reading order {c}", self.client.get_order_by_client_id, c))
+                for c in client_ids]
+
+    def cancel_open(self) -> list[str]:
+        from alpaca.trading.enums import QueryOrderStatus
+        from alpaca.trading.requests import GetOrdersRequest
+
+        open_orders = self._call("listing open orders", self.client.get_orders,
+                                 GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500))
+        cancelled = []
+        for order in open_orders:
+            if order.client_order_id.startswith(CLIENT_PREFIX):
+                self._call(f"cancelling {order.client_order_id}", self.client.cancel_order_by_id, order.id)
+                cancelled.append(order.client_order_id)
+        return cancelled

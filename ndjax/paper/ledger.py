@@ -1,0 +1,237 @@
+"""The paper-trading ledger: one SQLite file holding which model traded, what was ordered, what filled, the book
+and how the account did, day by day.
+
+Each daily cycle writes inside one transaction (`Ledger.cycle()`): a crash mid-cycle leaves the ledger at the
+previous day, and a day already recorded is never written again. Opening a file that is not an SQLite database,
+or one without this schema, or one kept for other symbols or another broker, raises `LedgerError` saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ndjax.paper.broker import Book, Fill, Order, OrderStatus
+from ndjax.probe import ProbeState
+
+FORMAT = "ndjax-ledger/1"
+SCHEMA = {
+    "meta": "key TEXT PRIMARY KEY, value TEXT NOT NULL",
+    "models": ("id INTEGER PRIMARY KEY, date TEXT NOT NULL, run TEXT NOT NULL, checkpoint_step INTEGER NOT NULL, "
+               "content_hash TEXT NOT NULL, promoted_at TEXT, decision TEXT NOT NULL, champion_score REAL, "
+               "challenger_score REAL"),
+    "account_days": ("date TEXT PRIMARY KEY, equity REAL NOT NULL, cash REAL NOT NULL, gross REAL NOT NULL, "
+                     "leverage_cost REAL NOT NULL, fees REAL NOT NULL, margin_call INTEGER NOT NULL, "
+                     "forced_notional REAL NOT NULL, model INTEGER REFERENCES models(id), ramp REAL NOT NULL, "
+                     "halted INTEGER NOT NULL"),
+    "orders": ("client_id TEXT PRIMARY KEY, date TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, "
+               "limit_price REAL NOT NULL, quantity REAL NOT NULL, notional REAL NOT NULL, asset_class TEXT NOT NULL, "
+               "status TEXT NOT NULL, broker_id TEXT, filled_qty REAL NOT NULL, filled_price REAL NOT NULL"),
+    "fills": ("id INTEGER PRIMARY KEY, date TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, "
+              "quantity REAL NOT NULL, price REAL NOT NULL, fee REAL NOT NULL, kind TEXT NOT NULL, client_id TEXT"),
+    "positions": ("date TEXT NOT NULL, symbol TEXT NOT NULL, quantity REAL NOT NULL, cost_basis REAL NOT NULL, "
+                  "PRIMARY KEY (date, symbol)"),
+    "closed_trades": "id INTEGER PRIMARY KEY, date TEXT NOT NULL, symbol TEXT NOT NULL, return REAL NOT NULL",
+    "events": "id INTEGER PRIMARY KEY, date TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL",
+}
+
+
+class LedgerError(ValueError):
+    """A ledger file that is corrupt, foreign, or kept for another account; the message names the file."""
+
+
+@dataclass(frozen=True)
+class LedgerIdentity:
+    """What a ledger is kept for: the symbols (in order), their asset classes, the broker and the starting equity."""
+
+    symbols: tuple[str, ...]
+    is_crypto: tuple[bool, ...]
+    broker: str
+    initial_equity: float
+
+    def as_meta(self) -> dict[str, str]:
+        return {"format": FORMAT, "symbols": json.dumps(list(self.symbols)),
+                "is_crypto": json.dumps([bool(x) for x in self.is_crypto]), "broker": self.broker,
+                "initial_equity": repr(float(self.initial_equity))}
+
+
+class Ledger:
+    """An open ledger file. Reads work anywhere; writes belong inside `with ledger.cycle():`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, identity: LedgerIdentity):
+        self.path, self.conn, self.identity = path, conn, identity
+
+    @classmethod
+    def open(cls, path: str | Path, identity: LedgerIdentity) -> Ledger:
+        """Open `path`, creating it for `identity` if it does not exist; an existing ledger must match it."""
+        path = Path(path)
+        fresh = not path.exists()
+        try:
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA foreign_keys = ON")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            raise LedgerError(f"{path}: not an SQLite database ({e})") from None
+        if fresh or not tables:
+            conn.execute("BEGIN IMMEDIATE")
+            for name, columns in SCHEMA.items():
+                conn.execute(f"CREATE TABLE {name} ({columns})")
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", identity.as_meta().items())
+            conn.execute("COMMIT")
+        else:
+            missing = sorted(set(SCHEMA) - tables)
+            if missing:
+                raise LedgerError(f"{path}: not an ndjax ledger (missing tables {missing}; found {sorted(tables)})")
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            if meta.get("format") != FORMAT:
+                raise LedgerError(f"{path}: ledger format {meta.get('format')!r}, expected {FORMAT!r}")
+            stored = LedgerIdentity(tuple(json.loads(meta["symbols"])), tuple(json.loads(meta["is_crypto"])),
+                                    meta["broker"], float(meta["initial_equity"]))
+            for name in ("symbols", "is_crypto", "broker"):
+                if getattr(stored, name) != getattr(identity, name):
+                    raise LedgerError(f"{path}: kept for {name} {getattr(stored, name)!r}, not "
+                                      f"{getattr(identity, name)!r}; use another ledger file")
+            identity = stored
+        return cls(path, conn, identity)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def cycle(self) -> Iterator[Ledger]:
+        """One day's writes as one transaction: committed together or not at all."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------------------------------ reads
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        cur = self.conn.execute(sql, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def last_date(self) -> str | None:
+        row = self.conn.execute("SELECT MAX(date) FROM account_days").fetchone()
+        return row[0]
+
+    def has_day(self, date: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM account_days WHERE date = ?", (date,)).fetchone() is not None
+
+    def days(self) -> list[dict[str, Any]]:
+        """Every recorded day, oldest first (the `account_days` columns)."""
+        return self._rows("SELECT * FROM account_days ORDER BY date")
+
+    def book(self, date: str) -> Book:
+        cash = self.conn.execute("SELECT cash FROM account_days WHERE date = ?", (date,)).fetchone()
+        if cash is None:
+            raise LedgerError(f"{self.path}: no account day {date}")
+        held = {r["symbol"]: r["quantity"] for r in self._rows("SELECT symbol, quantity FROM positions WHERE date = ?",
+                                                                (date,))}
+        return Book(cash=float(cash[0]), positions=held)
+
+    def cost_basis(self, date: str) -> dict[str, float]:
+        return {r["symbol"]: r["cost_basis"] for r in self._rows(
+            "SELECT symbol, cost_basis FROM positions WHERE date = ?", (date,))}
+
+    def orders(self, date: str | None = None, open_only: bool = False) -> list[Order]:
+        where, args = [], []
+        if date is not None:
+            where.append("date = ?")
+            args.append(date)
+        if open_only:
+            where.append("status IN ('new', 'accepted', 'pending_new', 'partially_filled')")
+        sql = "SELECT * FROM orders" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY client_id"
+        return [Order(r["client_id"], r["date"], r["symbol"], r["side"], r["limit_price"], r["quantity"],
+                      r["asset_class"]) for r in self._rows(sql, args)]
+
+    def order_rows(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM orders ORDER BY date, client_id")
+
+    def fills(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM fills ORDER BY id")
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        if kind is None:
+            return self._rows("SELECT * FROM events ORDER BY id")
+        return self._rows("SELECT * FROM events WHERE kind = ? ORDER BY id", (kind,))
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM models ORDER BY id")
+
+    def champion(self) -> dict[str, Any] | None:
+        """The model trading now: the last one promoted."""
+        rows = self._rows("SELECT * FROM models WHERE decision = 'promoted' ORDER BY id DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def memory(self, date: str) -> ProbeState:
+        """Probe mode's trade memory per symbol (the identity's order), from the positions and closed trades."""
+        n = len(self.identity.symbols)
+        basis, last, previous, count = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        held = self.cost_basis(date)
+        for i, s in enumerate(self.identity.symbols):
+            basis[i] = held.get(s, 0.0)
+            trades = [r["return"] for r in self._rows(
+                "SELECT return FROM closed_trades WHERE symbol = ? AND date <= ? ORDER BY id DESC LIMIT 2", (s, date))]
+            count[i] = self.conn.execute("SELECT COUNT(*) FROM closed_trades WHERE symbol = ? AND date <= ?",
+                                         (s, date)).fetchone()[0]
+            last[i] = trades[0] if trades else 0.0
+            previous[i] = trades[1] if len(trades) > 1 else 0.0
+        return ProbeState(cost_basis=basis, last=last, previous=previous, n_closed=count)
+
+    # ----------------------------------------------------------------------------------------- writes
+
+    def record_day(self, date: str, *, equity: float, cash: float, gross: float, leverage_cost: float, fees: float,
+                   margin_call: bool, forced_notional: float, model: int | None, ramp: float, halted: bool) -> None:
+        self.conn.execute("INSERT INTO account_days VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                          (date, equity, cash, gross, leverage_cost, fees, int(margin_call), forced_notional, model,
+                           ramp, int(halted)))
+
+    def record_positions(self, date: str, held: dict[str, tuple[float, float]]) -> None:
+        """Units and average cost (fees included) per symbol held at `date`'s close."""
+        self.conn.executemany("INSERT INTO positions VALUES (?,?,?,?)",
+                              [(date, s, q, basis) for s, (q, basis) in sorted(held.items()) if q > 0])
+
+    def record_order(self, order: Order, status: OrderStatus) -> None:
+        self.conn.execute("INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                          (order.client_id, order.date, order.symbol, order.side, order.limit_price, order.quantity,
+                           order.notional, order.asset_class, status.status, status.broker_id, status.filled_qty,
+                           status.filled_price))
+
+    def update_order(self, status: OrderStatus) -> None:
+        self.conn.execute("UPDATE orders SET status = ?, broker_id = ?, filled_qty = ?, filled_price = ? "
+                          "WHERE client_id = ?", (status.status, status.broker_id, status.filled_qty,
+                                                  status.filled_price, status.client_id))
+
+    def record_fill(self, fill: Fill) -> None:
+        self.conn.execute("INSERT INTO fills (date, symbol, side, quantity, price, fee, kind, client_id) "
+                          "VALUES (?,?,?,?,?,?,?,?)", (fill.date, fill.symbol, fill.side, fill.quantity, fill.price,
+                                                       fill.fee, fill.kind, fill.client_id))
+
+    def record_closed_trade(self, date: str, symbol: str, trade_return: float) -> None:
+        self.conn.execute("INSERT INTO closed_trades (date, symbol, return) VALUES (?,?,?)",
+                          (date, symbol, trade_return))
+
+    def record_event(self, date: str, kind: str, detail: str) -> None:
+        self.conn.execute("INSERT INTO events (date, kind, detail) VALUES (?,?,?)", (date, kind, detail))
+
+    def record_model(self, date: str, run: str, step: int, content_hash: str, decision: str,
+                     champion_score: float | None = None, challenger_score: float | None = None) -> int:
+        """A model decision ("promoted" or "rejected"); returns its id."""
+        cur = self.conn.execute(
+            "INSERT INTO models (date, run, checkpoint_step, content_hash, promoted_at, decision, champion_score, "
+            "challenger_score) VALUES (?,?,?,?,?,?,?,?)",
+            (date, run, step, content_hash, date if decision == "promoted" else None, decision, champion_score,
+             challenger_score))
+        return int(cur.lastrowid)

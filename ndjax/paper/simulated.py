@@ -1,0 +1,132 @@
+"""The simulated broker: the orders of day d filled against bar d+1 by the transition itself (`dynamics.step`),
+interest and margin calls included, so paper trading with it is the simulation.
+
+It keeps no state between cycles: each cycle hands it the ledger's book and open orders (`sync`), it turns the
+orders back into the transition's `Action` (limit prices, and the fractions of the pool and of the holdings that
+reproduce their quantities) and steps through the bar (`settle`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ndjax.data.arrays import MarketArrays
+from ndjax.dynamics import Action, MarketParams, PortfolioState, initial_margin_rates, size_orders, step
+from ndjax.paper.broker import Account, Book, Broker, BrokerError, Fill, Order, OrderStatus, Settlement
+
+_step = jax.jit(step)
+_sizes = jax.jit(size_orders)
+
+
+class SimulatedBroker(Broker):
+    """Fills orders with the transition over `arrays` (the market's rows), under the run's rules `params`."""
+
+    name = "sim"
+
+    def __init__(self, arrays: MarketArrays, dates: np.ndarray, symbols: Sequence[str], params: MarketParams):
+        self.arrays, self.dates, self.symbols = arrays, dates, tuple(symbols)
+        self.params = params.replace(fill="hard", probe_notional=None)  # probe caps are applied when sizing
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+        self._book = Book(cash=0.0, positions={})
+        self._orders: dict[str, Order] = {}
+        self._status: dict[str, OrderStatus] = {}
+
+    def sync(self, book: Book, open_orders: Sequence[Order]) -> None:
+        unknown = sorted({o.symbol for o in open_orders} - set(self.index))
+        if unknown:
+            raise BrokerError(f"sim broker: orders in {unknown}, which the market does not hold")
+        self._book = book
+        self._orders = {o.client_id: o for o in open_orders}
+        self._status = {o.client_id: OrderStatus(o.client_id, f"sim-{o.client_id}", "new") for o in open_orders}
+
+    def account(self) -> Account:
+        return Account(cash=self._book.cash, positions=dict(self._book.positions))
+
+    def submit(self, orders: Sequence[Order]) -> list[OrderStatus]:
+        for o in orders:
+            if o.symbol not in self.index:
+                raise BrokerError(f"sim broker: order {o.client_id} for {o.symbol!r}, which the market does not hold")
+            if o.client_id not in self._orders:
+                self._orders[o.client_id] = o
+                self._status[o.client_id] = OrderStatus(o.client_id, f"sim-{o.client_id}", "new")
+        return [self._status[o.client_id] for o in orders]
+
+    def status(self, client_ids: Sequence[str]) -> list[OrderStatus]:
+        missing = [c for c in client_ids if c not in self._status]
+        if missing:
+            raise BrokerError(f"sim broker: unknown orders {missing}")
+        return [self._status[c] for c in client_ids]
+
+    def cancel_open(self) -> list[str]:
+        cancelled = [c for c, s in self._status.items() if s.is_open]
+        for c in cancelled:
+            self._status[c] = OrderStatus(c, self._status[c].broker_id, "canceled", self._status[c].filled_qty,
+                                          self._status[c].filled_price)
+            del self._orders[c]
+        return cancelled
+
+    def _state(self, row: int) -> PortfolioState:
+        mark = self.arrays.close[row - 1]
+        q = np.zeros(len(self.symbols))
+        for s, units in self._book.positions.items():
+            q[self.index[s]] = units
+        return PortfolioState(cash=jnp.asarray(self._book.cash, mark.dtype), inventory=jnp.asarray(q, mark.dtype),
+                              mark=mark)
+
+    def _action(self, state: PortfolioState, row: int) -> Action:
+        """The `Action` whose sizing reproduces the open orders' quantities."""
+        n, dtype = len(self.symbols), state.mark.dtype
+        buy_px, sell_px = np.asarray(state.mark, np.float64).copy(), np.asarray(state.mark, np.float64) * 2
+        buy_qty, sell_frac = np.zeros(n), np.zeros(n)
+        held = np.asarray(state.inventory, np.float64)
+        for o in self._orders.values():
+            i = self.index[o.symbol]
+            if o.side == "buy":
+                buy_px[i], buy_qty[i] = o.limit_price, o.quantity
+            else:
+                sell_px[i] = o.limit_price
+                sell_frac[i] = min(o.quantity / held[i], 1.0) if held[i] > 0 else 0.0
+        zero = jnp.zeros(n, dtype)
+        sizes = _sizes(self.params, state, Action(jnp.asarray(buy_px, dtype), zero, zero, zero),
+                       self.arrays.tradable[row], self.arrays.days_elapsed[row])
+        excess = float(sizes.excess)
+        m = np.asarray(initial_margin_rates(self.params), np.float64)
+        f = float(self.params.maker_fee)
+        share = np.where(excess > 0, buy_qty * buy_px * (m + f) / max(excess, 1e-300), 0.0)
+        return Action(buy_price=jnp.asarray(buy_px, dtype), sell_price=jnp.asarray(sell_px, dtype),
+                      buy_frac=jnp.asarray(share, dtype), sell_frac=jnp.asarray(sell_frac, dtype))
+
+    def settle(self, row: int) -> Settlement:
+        """Step the book through bar `row` with the open orders; fills, statuses and the new book follow."""
+        state = self._state(row)
+        bar = jax.tree_util.tree_map(lambda x: x[row], self.arrays.bars())
+        new, info = _step(self.params, state, self._action(state, row), bar)
+        date, f = str(self.dates[row]), float(self.params.maker_fee)
+        xb, xs = np.asarray(info.buy_qty, np.float64), np.asarray(info.sell_qty, np.float64)
+        fills = []
+        for o in list(self._orders.values()):
+            i, old = self.index[o.symbol], self._status[o.client_id]
+            qty = float(xb[i] if o.side == "buy" else xs[i])
+            if qty > 0:
+                fills.append(Fill(date, o.symbol, o.side, qty, o.limit_price, f * qty * o.limit_price, "order",
+                                  o.client_id))
+                status = "filled" if qty >= o.quantity * (1 - 1e-5) else "partially_filled"
+            else:
+                status = "new" if o.asset_class == "crypto" else "expired"  # GTC crypto waits for the next cycle
+            self._status[o.client_id] = OrderStatus(o.client_id, old.broker_id, status, qty, o.limit_price if qty else 0.0)
+            if status in ("filled", "expired") or o.asset_class != "crypto":
+                del self._orders[o.client_id]
+        forced = np.asarray(info.forced_qty, np.float64)
+        price = np.asarray(bar.close, np.float64) * (1 - float(self.params.liquidation_slippage))
+        for i in np.flatnonzero(forced > 0):
+            fills.append(Fill(date, self.symbols[i], "sell", float(forced[i]), float(price[i]),
+                              f * float(forced[i] * price[i]), "margin_call"))
+        units = np.asarray(new.inventory, np.float64)
+        self._book = Book(cash=float(new.cash), positions={s: float(units[i]) for s, i in self.index.items()
+                                                           if units[i] > 0})
+        return Settlement(fills=fills, interest=float(info.leverage_cost), fees=float(info.fees),
+                          margin_call=bool(info.margin_call > 0), forced_notional=float(info.forced_notional), info=info)

@@ -1,0 +1,118 @@
+"""A local stand-in for the subset of Alpaca's trading REST API the Alpaca broker uses, answering with the
+response shapes alpaca-py's models parse (ids are UUIDs, money fields strings, times ISO with Z). It binds to
+127.0.0.1 only; the test decides when orders fill."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+NOW = "2026-11-24T21:00:00.000000Z"
+
+
+class FakeAlpaca:
+    """Account state, orders by id, and the requests seen (method, path, body)."""
+
+    def __init__(self, cash: float = 25_000.0):
+        self.cash, self.positions, self.orders, self.requests = cash, {}, {}, []
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, code: int, body=None):
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self, method: str):
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                with fake.lock:
+                    fake.requests.append((method, url.path, body, self.headers.get("APCA-API-KEY-ID")))
+                    code, out = fake.handle(method, url.path, parse_qs(url.query), body)
+                self._send(code, out)
+
+            def do_GET(self):  # noqa: N802
+                self._route("GET")
+
+            def do_POST(self):  # noqa: N802
+                self._route("POST")
+
+            def do_DELETE(self):  # noqa: N802
+                self._route("DELETE")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeAlpaca:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # --------------------------------------------------------------------------------- the API subset
+
+    def handle(self, method: str, path: str, query: dict, body: dict | None):
+        if method == "GET" and path == "/v2/account":
+            return 200, {"id": str(uuid.uuid4()), "account_number": "PA0NDJAX", "status": "ACTIVE",
+                         "currency": "USD", "cash": repr(self.cash), "equity": repr(self.cash)}
+        if method == "GET" and path == "/v2/positions":
+            return 200, [{"asset_id": str(uuid.uuid4()), "symbol": s, "exchange": "CRYPTO" if "USD" in s else "NASDAQ",
+                          "asset_class": "crypto" if "USD" in s else "us_equity", "avg_entry_price": "1.0",
+                          "qty": repr(q), "side": "long", "cost_basis": "1.0"} for s, q in self.positions.items() if q]
+        if method == "POST" and path == "/v2/orders":
+            if any(o["client_order_id"] == body["client_order_id"] for o in self.orders.values()):
+                return 422, {"code": 40010001, "message": "client_order_id must be unique"}
+            oid = str(uuid.uuid4())
+            self.orders[oid] = {
+                "id": oid, "client_order_id": body["client_order_id"], "created_at": NOW, "updated_at": NOW,
+                "submitted_at": NOW, "time_in_force": body["time_in_force"], "status": "new", "extended_hours": False,
+                "symbol": body["symbol"], "qty": str(body["qty"]), "filled_qty": "0", "filled_avg_price": None,
+                "side": body["side"], "type": body["type"], "order_type": body["type"],
+                "limit_price": str(body["limit_price"]), "order_class": "simple",
+                "asset_class": "crypto" if "/" in body["symbol"] else "us_equity"}
+            return 200, self.orders[oid]
+        if method == "GET" and path == "/v2/orders:by_client_order_id":
+            cid = query["client_order_id"][0]
+            for o in self.orders.values():
+                if o["client_order_id"] == cid:
+                    return 200, o
+            return 404, {"code": 40410000, "message": "order not found"}
+        if method == "GET" and path == "/v2/orders":
+            wanted = query.get("status", ["open"])[0]
+            chosen = [o for o in self.orders.values() if wanted == "all" or (o["status"] in ("new", "partially_filled"))
+                      == (wanted == "open")]
+            return 200, chosen
+        if method == "DELETE" and path.startswith("/v2/orders/"):
+            o = self.orders.get(path.rsplit("/", 1)[1])
+            if o is None:
+                return 404, {"code": 40410000, "message": "order not found"}
+            o["status"] = "canceled"
+            return 204, None
+        return 404, {"code": 40400000, "message": f"no route {method} {path}"}
+
+    def fill(self, client_id: str, qty: float | None = None, price: float | None = None) -> None:
+        """Fill an order (all of it by default, at its limit) and move cash and units as a broker would."""
+        with self.lock:
+            o = next(o for o in self.orders.values() if o["client_order_id"] == client_id)
+            qty = float(o["qty"]) if qty is None else qty
+            price = float(o["limit_price"]) if price is None else price
+            o.update(filled_qty=repr(qty), filled_avg_price=repr(price),
+                     status="filled" if qty >= float(o["qty"]) else "partially_filled")
+            sign = 1 if o["side"] == "buy" else -1
+            key = o["symbol"].replace("/", "")
+            self.positions[key] = self.positions.get(key, 0.0) + sign * qty
+            self.cash -= sign * qty * price
