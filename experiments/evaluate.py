@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ndjax.cli import parse_symbols
 from ndjax.runs.evaluate import evaluate_run
 from ndjax.runs.folder import load_run
 
@@ -22,6 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder written by experiments/train.py")
     p.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
+    p.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
+                                     "default: the run's symbols")
     p.add_argument("--start", help="first date; the book starts flat at this row's close (default: the test split)")
     p.add_argument("--end", help="last date (default: the test split's end, or the data's end with --data-dir/--start)")
     p.add_argument("--initial-cash", type=float, help="starting cash (default: the run's initial_cash)")
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
         variants["realistic"] = {"participation": args.participation}
     try:
         run = load_run(args.run)
-        result = evaluate_run(run, args.out or run.path, data_dir=args.data_dir, start=args.start, end=args.end,
+        result = evaluate_run(run, args.out or run.path, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
+                              start=args.start, end=args.end,
                               initial_cash=args.initial_cash, variants=variants, rows=not args.no_rows,
                               sortino_gap=args.lag_sortino_gap, return_gap=args.lag_return_gap)
     except ValueError as e:

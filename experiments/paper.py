@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ndjax.cli import parse_symbols
 from ndjax.paper.controls import DEFAULT_RAMP_DAYS, Controls
 from ndjax.paper.cycle import PaperConfig
 from ndjax.paper.retrain import RetrainPolicy
@@ -28,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder written by experiments/train.py (the first champion)")
     p.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
+    p.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
+                                     "default: the run's symbols")
     p.add_argument("--ledger", required=True, help="SQLite ledger file (created on first use)")
     p.add_argument("--broker", choices=["sim", "alpaca"], default="sim")
     p.add_argument("--equity", type=float, default=25_000.0, help="starting equity of a new ledger")
@@ -59,7 +62,9 @@ def main(argv: list[str] | None = None):
                                  data_dir=args.data_dir) if args.retrain_every else None)
         config = PaperConfig(controls=Controls(args.ramp_days, args.ramp_drawdown, args.halt_drawdown),
                              probe_notional=args.probe_notional, whole_shares=args.whole_shares, retrain=retrain)
-        session = open_session(args.run, args.ledger, data_dir=args.data_dir, broker=args.broker, equity=args.equity,
+        session = open_session(args.run, args.ledger, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
+                               broker=args.broker,
+                               equity=args.equity,
                                config=config, out=args.out, alpaca={"live": args.live, "url": args.alpaca_url})
         if args.resume_buys:
             print(f"buys resumed from {session.resume_buys()}", file=sys.stderr)

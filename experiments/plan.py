@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ndjax.cli import parse_symbols
 from ndjax.report.tables import format_plan
 from ndjax.runs.folder import load_run
 from ndjax.runs.plan import plan_next_day
@@ -29,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder written by experiments/train.py")
     p.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
+    p.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
+                                     "default: the run's symbols")
     p.add_argument("--equity", type=float, help="account equity (all cash unless --positions)")
     p.add_argument("--positions", help="CSV or JSON of symbol,quantity (+ CASH); see above")
     p.add_argument("--as-of", help="plan from the last row on or before this date (default: the last row)")
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     try:
         run = load_run(args.run)
-        result = plan_next_day(run, args.out or run.path, data_dir=args.data_dir, equity=args.equity,
+        result = plan_next_day(run, args.out or run.path, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
+                               equity=args.equity,
                                positions=args.positions, as_of=args.as_of, max_stale_days=args.max_stale_days,
                                whole_shares=args.whole_shares)
     except ValueError as e:

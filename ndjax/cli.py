@@ -101,3 +101,10 @@ def grid_values(text: str, name: str) -> list[float] | tuple[float, float]:
         raise ValueError(f"{_flag(name)}: no values in {text!r}")
     return values
 
+
+def parse_symbols(text: str | None) -> list[str] | str | None:
+    """A `--symbols` flag: None (the run's own), "all" (every file of the folder), or a comma list."""
+    if text is None or text.strip() == "all":
+        return None if text is None else "all"
+    return [s.strip() for s in text.split(",") if s.strip()]
+

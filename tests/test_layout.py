@@ -15,14 +15,15 @@ LAYERS: dict[str, int] = {
     "ndjax.data.calendar": 2, "ndjax.data.market": 3, "ndjax.data.loading": 4, "ndjax.data.features": 4,
     "ndjax.data.synthetic": 4, "ndjax.data.splits": 4, "ndjax.data.source": 5, "ndjax.data.arrays": 5,
     # policy -> simulation -> objectives -> statistics -> reference strategies and reports
-    "ndjax.policy": 6, "ndjax.sim": 7, "ndjax.loss": 8, "ndjax.metrics": 9, "ndjax.baselines": 10,
+    "ndjax.policy": 6, "ndjax.targets": 7, "ndjax.sim": 7, "ndjax.loss": 8, "ndjax.metrics": 9, "ndjax.baselines": 10,
+    "ndjax.oracle": 10,
     "ndjax.report.plots": 10, "ndjax.report.tables": 11, "ndjax.report.writers": 12,
     # training
     "ndjax.train.config": 13, "ndjax.train.checkpoints": 13, "ndjax.train.trainer": 14, "ndjax.train.sharding": 14,
     "ndjax.train.loop": 15, "ndjax.train.sweep": 15,
     # runs: the folder, evaluation, planning, the main job
     "ndjax.runs.folder": 16, "ndjax.runs.positions": 17, "ndjax.runs.evaluate": 17, "ndjax.runs.plan": 18,
-    "ndjax.runs.job": 18,
+    "ndjax.runs.job": 18, "ndjax.runs.folds": 19,
     # paper trading: the broker interface and controls -> ledger, brokers -> the cycle, its report -> retraining
     "ndjax.paper.broker": 19, "ndjax.paper.controls": 19, "ndjax.paper.ledger": 20, "ndjax.paper.simulated": 20,
     "ndjax.paper.alpaca": 20, "ndjax.paper.cycle": 21, "ndjax.paper.report": 21, "ndjax.paper.retrain": 22,

@@ -46,7 +46,7 @@ def test_evaluate_outputs_match_summary(run_dir, tmp_path):
     assert sum(s["pnl"] for s in sym) == pytest.approx(pnl, abs=1e-5)
     assert sum(s["fees"] for s in sym) == pytest.approx(float(stats.total_fees), rel=1e-4, abs=1e-8)
     assert sum(s["interest"] for s in sym) == pytest.approx(float(stats.total_leverage_cost), rel=1e-4, abs=1e-8)
-    assert set(result["summary"]) == {"policy", "policy_lag2", "buy_and_hold", "cash"}
+    assert set(result["summary"]) == {"policy", "policy_lag2", "buy_and_hold", "cash", "oracle"}
     assert sum(s["forced_sales"] for s in sym) == int(np.sum(np.asarray(infos.forced_qty) > 0))
     assert result["summary"]["cash"]["final_equity"] == pytest.approx(1.0)
 
@@ -73,3 +73,32 @@ def test_evaluate_compare_probe_and_realistic(run_dir, tmp_path):
     assert {"probe", "realistic"} <= set(result["summary"])
     for name in ("probe", "realistic"):
         assert np.isfinite(result["summary"][name]["final_equity"])
+
+
+def test_a_run_trades_a_universe_it_was_not_trained_on(run_dir, tmp_path):
+    """The tiny run (4 synthetic assets) evaluated and planned on a folder of 3 other symbols, one of them crypto:
+    features through the run's normaliser, asset classes from the new symbols."""
+    from ndjax.data.synthetic import synthetic_market
+    from ndjax.runs.folder import RunError
+    from ndjax.runs.plan import plan_next_day
+
+    other = synthetic_market(9, n_stocks=2, n_crypto=1, n_days=120)
+    folder = tmp_path / "other"
+    folder.mkdir()
+    for j, name in enumerate(["AAA", "BBB", "ZZZ-USD"]):
+        rows = np.flatnonzero(other.tradable[:, j] > 0)
+        lines = ["Date,Open,High,Low,Close,Volume"] + [
+            f"{other.dates[i]},{other.open[i, j]},{other.high[i, j]},{other.low[i, j]},{other.close[i, j]},"
+            f"{other.volume[i, j]}" for i in rows]
+        (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    run = load_run(run_dir)
+    with pytest.raises(RunError, match="symbols 'all'"):
+        evaluate_run(run, tmp_path / "x", data_dir=str(folder), start=str(other.dates[40]))
+    result = evaluate_run(run, tmp_path / "ev", data_dir=str(folder), symbols="all", start=str(other.dates[40]),
+                          rows=False)
+    assert [s["symbol"] for s in result["symbols"]] == ["AAA", "BBB", "ZZZ-USD"]
+    assert [s["asset_class"] for s in result["symbols"]] == ["stock", "stock", "crypto"]
+    assert "oracle" not in result["summary"] and np.isfinite(result["summary"]["policy"]["final_equity"])
+    plan = plan_next_day(run, tmp_path / "pl", data_dir=str(folder), symbols=["AAA", "ZZZ-USD"], equity=10_000)
+    assert {o["symbol"] for o in plan["orders"]} <= {"AAA", "ZZZ-USD"} and plan["orders"]
+    assert {o["asset_class"] for o in plan["orders"] if o["symbol"] == "ZZZ-USD"} == {"crypto"}

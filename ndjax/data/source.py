@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ndjax.data.loading import load_daily
 from ndjax.data.market import MarketData
-from ndjax.data.synthetic import synthetic_market
+from ndjax.data.synthetic import SyntheticTruth, synthetic_market_with_truth
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,22 @@ class MarketSource:
         if folder is not None:
             chosen = symbols if symbols is not None else self.symbols
             return load_daily(folder, symbols=None if chosen is None else list(chosen), start=self.start, end=last)
-        market = synthetic_market(self.synthetic_seed, n_stocks=self.n_stocks, n_crypto=self.n_crypto,
-                                  n_days=self.synthetic_days, signal_strength=self.signal)
+        market, _ = self._synthetic()
         return market.slice_dates(self.start, last) if (self.start or last) else market
+
+    def _synthetic(self) -> tuple[MarketData, SyntheticTruth]:
+        return synthetic_market_with_truth(self.synthetic_seed, n_stocks=self.n_stocks, n_crypto=self.n_crypto,
+                                           n_days=self.synthetic_days, signal_strength=self.signal)
+
+    def truth(self, market: MarketData) -> SyntheticTruth | None:
+        """The synthetic market's truth on the rows of `market` (a load of this source); None for CSV data."""
+        if self.data_dir is not None:
+            return None
+        full, truth = self._synthetic()
+        rows = np.searchsorted(full.dates, market.dates)
+        if not np.array_equal(full.dates[rows], market.dates):
+            raise ValueError("MarketSource.truth: the market's dates are not rows of this synthetic market")
+        return SyntheticTruth(expected_log_return=truth.expected_log_return[rows], vol=truth.vol[rows])
 
     def describe(self) -> str:
         if self.data_dir is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ndjax.data.calendar import is_xnys_session, to_day
@@ -27,6 +29,20 @@ def _bridge_extremes(
     bridge = (walk - k * walk[..., -1:]) / np.sqrt(steps)
     path = logo[..., None] + k * (logc - logo)[..., None] + sigma[..., None] * bridge
     return path.max(-1), path.min(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticTruth:
+    """What the generator knows at each close: for row t and asset i, the conditional mean and standard deviation
+    of the log return of the asset's next bar (its next session for a stock), given everything up to row t.
+    Both `(T, N)`, aligned with the market's rows."""
+
+    expected_log_return: np.ndarray
+    vol: np.ndarray
+
+    def expected_return(self) -> np.ndarray:
+        """Conditional mean of the simple return `E[exp(r)] - 1`, with the lognormal correction.  (T, N)"""
+        return np.expm1(self.expected_log_return + 0.5 * self.vol**2)
 
 
 def synthetic_market(
@@ -66,7 +82,33 @@ def synthetic_market(
     crypto at close_{t-1}; high/low are the max/min of a Brownian bridge from open to close
     (`intraday_steps` steps, volatility sigma_t over the day), so wicks are real path extremes;
     volume = base * exp(0.3 normal + 0.5 |eps_t|) > 0. Starting closes are 100 (stocks), 1000 (crypto).
+    `synthetic_market_with_truth` returns the same market and the conditional moments it was drawn from.
     """
+    return synthetic_market_with_truth(seed, n_stocks=n_stocks, n_crypto=n_crypto, n_days=n_days, start=start,
+                                       signal_strength=signal_strength, stock_vol=stock_vol, crypto_vol=crypto_vol,
+                                       market_beta=market_beta, df=df, garch_alpha=garch_alpha, garch_beta=garch_beta,
+                                       drift=drift, intraday_steps=intraday_steps)[0]
+
+
+def synthetic_market_with_truth(
+    seed: int = 0,
+    *,
+    n_stocks: int = 4,
+    n_crypto: int = 2,
+    n_days: int = 750,
+    start: str = "2021-01-04",
+    signal_strength: float = 0.0,
+    stock_vol: float = 0.02,
+    crypto_vol: float = 0.04,
+    market_beta: float = 0.5,
+    df: float = 4.0,
+    garch_alpha: float = 0.08,
+    garch_beta: float = 0.90,
+    drift: float = 0.0,
+    intraday_steps: int = 24,
+) -> tuple[MarketData, SyntheticTruth]:
+    """`synthetic_market` and its truth: row t holds `E[r | past] = drift + s sigma y` and
+    `std[r | past] = sigma sqrt(1 - s^2)` of each asset's next bar, with sigma and y as they stand after row t."""
     if not -1.0 < signal_strength < 1.0:
         raise ValueError(f"signal_strength must be in (-1, 1), got {signal_strength}")
     if df <= 2.0:
@@ -91,6 +133,7 @@ def synthetic_market(
     sigma2, y, logc = vol**2, np.zeros(n), np.log(np.where(is_crypto, 1000.0, 100.0))
     f_sum, f_cnt = np.zeros(n), np.zeros(n)
     out = np.zeros((6, n_days, n))  # open, high, low, close, |eps|, sigma (log prices for the first four)
+    truth = np.zeros((2, n_days, n))  # conditional mean and std of the next bar's log return, after day d
     for d in range(n_days):
         act = has_bar[d]
         f_sum += factor[d]
@@ -109,6 +152,8 @@ def synthetic_market(
         sigma2 = np.where(act, omega + (garch_alpha * eps * eps + garch_beta) * sigma2, sigma2)
         f_sum = np.where(act, 0.0, f_sum)
         f_cnt = np.where(act, 0.0, f_cnt)
+        truth[0, d] = drift + s * np.sqrt(sigma2) * y
+        truth[1, d] = np.sqrt(sigma2 * (1.0 - s * s))
     out[1], out[2] = _bridge_extremes(rng, out[0], out[3], out[5], intraday_steps)
     ohlc = np.exp(out[:4])
     base = np.where(is_crypto, 1e4, 1e6)
@@ -118,4 +163,6 @@ def synthetic_market(
     for j in range(n):
         rows = np.flatnonzero(has_bar[:, j])
         series.append(AssetSeries(days[rows], *(ohlc[k, rows, j] for k in range(4)), volume[rows, j]))
-    return align(symbols, series, is_crypto)
+    market = align(symbols, series, is_crypto)
+    at = np.searchsorted(days, market.dates)
+    return market, SyntheticTruth(expected_log_return=truth[0, at], vol=truth[1, at])

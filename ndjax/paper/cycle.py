@@ -71,7 +71,7 @@ class PaperSession:
     def use(self, run: Run, model_id: int | None = None) -> None:
         """Trade with `run` from now on (its normaliser features the market)."""
         self.run, self.arrays, self.model_id = run, run_arrays(run, self.market), model_id
-        self.params = run.config.market_params("hard")
+        self.params = run.config.market_params("hard", is_crypto=self.market.is_crypto)
 
     def row(self, date: str) -> int:
         return row_at_or_before(self.market.dates, date)

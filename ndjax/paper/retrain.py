@@ -45,10 +45,11 @@ class RetrainPolicy:
 def score(run: Run, session: PaperSession, start: int, stop: int) -> float:
     """The run's objective of its hard-fill path over rows `start .. stop-1` of the session's market."""
     arrays = run_arrays(run, session.market)
-    paths = held_out(run.graphdef, run.params, arrays, start, run.lookback, run.config.market_params("hard"), stop,
+    paths = held_out(run.graphdef, run.params, arrays, start, run.lookback,
+                     run.config.market_params("hard", is_crypto=session.market.is_crypto), stop,
                      run.config.train.initial_cash).paths
     cfg, hp = run.config.train, run.config.hparams
-    return float(evaluate_returns(paths["policy"].returns, cfg.objective, run.config.periods_per_year,
+    return float(evaluate_returns(paths["policy"].returns, cfg.objective, session.market.periods_per_year,
                                   hp.return_weight))
 
 
@@ -60,8 +61,9 @@ def retrain(session: PaperSession, row: int, policy: RetrainPolicy) -> bool:
     if start - champion.lookback < champion.config.train.window + champion.lookback + 1:
         session.ledger.record_event(date, "retrain", f"skipped: {row + 1} rows are too few to train and validate")
         return False
-    source = replace(champion.config.source, data_dir=policy.data_dir or champion.config.source.data_dir,
-                     end=date)
+    folder = policy.data_dir or champion.config.source.data_dir
+    source = replace(champion.config.source, data_dir=folder, end=date,
+                     symbols=tuple(session.market.symbols) if folder else champion.config.source.symbols)
     cfg = replace(champion.config.train, steps=policy.steps, eval_every=policy.steps)
     spec = JobSpec(source=source, train_end=str(dates[start - 1]), val_end=date, train=cfg,
                    hparams=champion.config.hparams, seed=champion.config.seed + row)

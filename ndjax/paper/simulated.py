@@ -15,8 +15,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from ndjax.data.arrays import MarketArrays
-from ndjax.dynamics import Action, MarketParams, PortfolioState, initial_margin_rates, size_orders, step
-from ndjax.paper.broker import Account, Book, Broker, BrokerError, Fill, Order, OrderStatus, Settlement
+from ndjax.dynamics import (
+    Action,
+    MarketParams,
+    PortfolioState,
+    initial_margin_rates,
+    size_orders,
+    step,
+)
+from ndjax.paper.broker import (
+    Account,
+    Book,
+    Broker,
+    BrokerError,
+    Fill,
+    Order,
+    OrderStatus,
+    Settlement,
+)
 
 _step = jax.jit(step)
 _sizes = jax.jit(size_orders)

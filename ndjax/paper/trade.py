@@ -26,12 +26,13 @@ class PaperResult:
     out: Path
 
 
-def open_session(run_dir: str | Path, ledger_path: str | Path, *, data_dir: str | None = None, broker: str = "sim",
+def open_session(run_dir: str | Path, ledger_path: str | Path, *, data_dir: str | None = None, symbols: Any = None,
+                 broker: str = "sim",
                  equity: float = 25_000.0, config: PaperConfig | None = None, out: str | Path | None = None,
                  alpaca: dict[str, Any] | None = None) -> PaperSession:
     """A session over the run's market (or `data_dir`), trading the ledger's champion if it has one."""
     run = load_run(run_dir)
-    market = load_market(run, data_dir)
+    market = load_market(run, data_dir, symbols=symbols)
     identity = LedgerIdentity(tuple(market.symbols), tuple(bool(x) for x in market.is_crypto), broker, float(equity))
     ledger = Ledger.open(ledger_path, identity)
     champion = ledger.champion()
@@ -39,7 +40,7 @@ def open_session(run_dir: str | Path, ledger_path: str | Path, *, data_dir: str 
         run = load_run(champion["run"], step=champion["checkpoint_step"])
     if broker == "sim":
         chosen: Broker = SimulatedBroker(run_arrays(run, market), market.dates, market.symbols,
-                                         run.config.market_params())
+                                         run.config.market_params(is_crypto=market.is_crypto))
     elif broker == "alpaca":
         from ndjax.paper.alpaca import AlpacaBroker
 
@@ -59,5 +60,5 @@ def paper_trade(session: PaperSession, *, start: Any = None, through: Any = None
     recorded = session.replay(start, through, progress)
     text = None
     if len(session.ledger.days()) >= 2:
-        text, _ = write_paper_report(session.ledger, session.out, session.run.config.periods_per_year, rows=rows)
+        text, _ = write_paper_report(session.ledger, session.out, session.market.periods_per_year, rows=rows)
     return PaperResult(recorded=recorded, last_date=session.ledger.last_date(), text=text, out=session.out)

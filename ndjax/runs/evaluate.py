@@ -17,7 +17,9 @@ from ndjax.baselines import run_baselines
 from ndjax.data.arrays import MarketArrays, context_split
 from ndjax.data.calendar import row_at_or_after, row_at_or_before
 from ndjax.dynamics import Action, MarketParams, StepInfo
+from ndjax.data.synthetic import SyntheticTruth
 from ndjax.metrics import PathStats, summary
+from ndjax.oracle import run_oracle, truth_rows
 from ndjax.report.tables import COMPARISON_HEADER, format_comparison_line, format_symbols
 from ndjax.report.writers import write_period_report, write_rows
 from ndjax.runs.folder import Run, RunError, load_market, run_arrays
@@ -41,9 +43,11 @@ class HeldOut:
 
 
 def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, lookback: int,
-             mp: MarketParams, stop: int | None = None, initial_cash: float = 1.0) -> HeldOut:
+             mp: MarketParams, stop: int | None = None, initial_cash: float = 1.0,
+             truth: SyntheticTruth | None = None) -> HeldOut:
     """The policy and both baselines over bars `start+1 .. stop-1`, all flat at the close of row `start`; the
-    policy's encoder reads up to `lookback` rows of context before `start`. `stop - start - 1` steps each."""
+    policy's encoder reads up to `lookback` rows of context before `start`. `stop - start - 1` steps each.
+    With the synthetic market's `truth` (rows of `arrays`), the oracle's path is added under "oracle"."""
     stop = arrays.n_days if stop is None else stop
     if not lookback <= start < stop - 1:
         raise RunError(f"held-out rows [{start}, {stop}): the start needs {lookback} rows of encoder context before "
@@ -51,8 +55,18 @@ def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: i
     ctx = context_split(arrays, start, stop, lookback)
     actions, policy = simulate_policy_jit(graphdef, params, ctx, mp, lookback, initial_cash)
     bars = jax.tree_util.tree_map(lambda x: x[lookback:], ctx.bars())
-    return HeldOut(actions=actions, paths={"policy": policy, **run_baselines(mp, bars, jnp.asarray(initial_cash,
-                                                                                                    bars.close.dtype))})
+    cash = jnp.asarray(initial_cash, bars.close.dtype)
+    paths = {"policy": policy, **run_baselines(mp, bars, cash)}
+    if truth is not None:
+        paths["oracle"] = run_oracle(mp, bars, jnp.asarray(truth_rows(truth, start, stop)), cash)
+    return HeldOut(actions=actions, paths=paths)
+
+
+def captured_share(stats: Mapping[str, PathStats]) -> float | None:
+    """Policy Sortino / oracle Sortino (None without an oracle path or with an oracle Sortino <= 0)."""
+    if "oracle" not in stats or float(stats["oracle"].sortino) <= 0:
+        return None
+    return float(stats["policy"].sortino) / float(stats["oracle"].sortino)
 
 
 def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: int = 1,
@@ -69,7 +83,7 @@ def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: 
         raise RunError(f"period rows [{start}, {stop}): the start needs {L} rows of encoder context before it "
                        f"and at least {lag} bar(s) after it")
     ctx = context_split(arrays, start, stop, L)
-    mp = run.config.market_params(fill).replace(**market_overrides)
+    mp = run.config.market_params(fill, is_crypto=arrays.is_crypto).replace(**market_overrides)
     cash = float(run.config.train.initial_cash if initial_cash is None else initial_cash)
     return simulate_policy_jit(run.graphdef, run.params, ctx, mp, L, cash, lag=lag, probe=probe)
 
@@ -168,7 +182,8 @@ def period_rows(run: Run, dates: np.ndarray, start: Any = None, end: Any = None,
     return lo, hi
 
 
-def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, start: Any = None, end: Any = None,
+def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symbols: Any = None,
+                 start: Any = None, end: Any = None,
                  initial_cash: float | None = None, variants: Mapping[str, Mapping[str, float]] | None = None,
                  rows: bool = True, sortino_gap: float = 1.0, return_gap: float = 0.5) -> dict[str, Any]:
     """Simulate the run's policy with hard fills over a period beside both baselines, at lag 2 (a lookahead
@@ -177,20 +192,23 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, star
 
     Returns the summary dict (also in `evaluate_summary.json`) with `text`, the report.
     """
-    market = load_market(run, data_dir)
+    market = load_market(run, data_dir, symbols=symbols)
     arrays = run_arrays(run, market)
     lo, hi = period_rows(run, market.dates, start, end, newer_data=data_dir is not None)
-    P = run.config.periods_per_year
+    P = market.periods_per_year
     cash = float(run.config.train.initial_cash if initial_cash is None else initial_cash)
     period = market.dates[lo + 1: hi]
-    result = held_out(run.graphdef, run.params, arrays, lo, run.lookback, run.config.market_params("hard"), hi, cash)
+    own = data_dir is None and tuple(market.symbols) == run.symbols
+    truth = run.config.source.truth(market) if own else None
+    result = held_out(run.graphdef, run.params, arrays, lo, run.lookback,
+                      run.config.market_params("hard", is_crypto=market.is_crypto), hi, cash, truth)
     _, lag2 = simulate_run(run, arrays, lo, hi, lag=2, initial_cash=cash)
     extra = {"policy_lag2": summary(lag2, P)}
     policy_stats = summary(result.paths["policy"], P)
     flagged, reasons = lag_check(policy_stats, extra["policy_lag2"], sortino_gap=sortino_gap, return_gap=return_gap)
     hp = run.config.hparams
-    symbols = per_symbol(result.paths["policy"], result.actions, np.asarray(arrays.close[lo:hi]), run.is_crypto,
-                         float(hp.maker_fee), run.symbols, float(hp.liquidation_slippage))
+    symbols = per_symbol(result.paths["policy"], result.actions, np.asarray(arrays.close[lo:hi]), market.is_crypto,
+                         float(hp.maker_fee), market.symbols, float(hp.liquidation_slippage))
     sections = ["", "-" * 72, "Per symbol", "", format_symbols(symbols), "", "-" * 72,
                 "Lag check: the same policy deciding with one more bar of delay (lag 2 starts trading one bar later)",
                 "", COMPARISON_HEADER, format_comparison_line("lag 1", policy_stats),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from flax import nnx
 
 from ndjax.data.arrays import MarketArrays, prepare
 from ndjax.data.features import FEATURE_NAMES, Normalizer
-from ndjax.data.market import MarketData
+from ndjax.data.market import DataError, MarketData
 from ndjax.data.source import MarketSource
 from ndjax.dynamics import MarketParams
 from ndjax.policy import PolicyConfig
@@ -143,16 +144,35 @@ def load_run(path: str | Path, step: int | None = None) -> Run:
                checkpoint_meta=meta)
 
 
-def load_market(run: Run, data_dir: str | Path | None = None, *, end: Any = None) -> MarketData:
-    """The run's market rebuilt from its stored source (from the same start, so features see the same
-    history), optionally from a newer `data_dir` and up to `end`; it must hold the run's symbols."""
+ALL_SYMBOLS = "all"
+"""`symbols` value that takes every file of the data folder."""
+
+
+def load_market(run: Run, data_dir: str | Path | None = None, *, end: Any = None,
+                symbols: Sequence[str] | str | None = None) -> MarketData:
+    """The run's market rebuilt from its stored source (from the same start, so features see the same history),
+    optionally from a newer `data_dir` and up to `end`.
+
+    `symbols` picks the universe: the run's own (default), a list, or `"all"` (every file of the folder). The
+    policy is asset-equivariant and its features are normalised by the run's stored normaliser, so it trades
+    any universe; asset classes come from the symbols.
+    """
     source = run.config.source
-    market = source.load(data_dir=data_dir, symbols=run.symbols if (data_dir or source.data_dir) else None, end=end)
-    where = data_dir or source.describe()
-    if tuple(market.symbols) != run.symbols:
-        raise RunError(f"{where}: symbols {list(market.symbols)} differ from the run's {list(run.symbols)}")
-    if not np.array_equal(np.asarray(market.is_crypto, bool), run.is_crypto):
-        raise RunError(f"{where}: asset classes {market.is_crypto.tolist()} differ from the run's {run.is_crypto.tolist()}")
+    folder = data_dir or source.data_dir
+    if symbols is None:
+        chosen: Any = run.symbols if folder else None
+    elif isinstance(symbols, str) and symbols == ALL_SYMBOLS:
+        if not folder:
+            raise RunError("symbols 'all' needs a data folder; this run was trained on the synthetic market")
+        chosen = None
+    else:
+        chosen = tuple(symbols)
+    try:
+        market = source.load(data_dir=data_dir, symbols=chosen, end=end)
+    except DataError as e:
+        if symbols is None and "unknown symbol" in str(e):
+            raise RunError(f"{e}; to trade the folder's own symbols pass symbols 'all' (or a list)") from None
+        raise
     return market
 
 
