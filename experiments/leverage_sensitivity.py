@@ -26,7 +26,8 @@ from ndjax.data.features import compute_features
 from ndjax.data.synthetic import synthetic_market
 from ndjax.dynamics import Action, MarketParams, init_state
 from ndjax.metrics import summary
-from ndjax.policy import Observation, PolicyConfig
+from ndjax.observation import Observation
+from ndjax.policy import PolicyConfig
 from ndjax.runs.evaluate import held_out
 from ndjax.sim import rollout
 from ndjax.train.config import HParams, TrainConfig, market_params

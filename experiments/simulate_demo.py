@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from ndjax.data.calendar import periods_per_year
 from ndjax.data.synthetic import synthetic_market
 from ndjax.dynamics import Action, MarketParams, init_state
-from ndjax.policy import Observation
+from ndjax.observation import Observation
 from ndjax.report.tables import format_report
 from ndjax.sim import rollout
 

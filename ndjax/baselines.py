@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ndjax.dynamics import Action, Bar, MarketParams, StepInfo, init_state
-from ndjax.policy import Observation
+from ndjax.observation import Observation
 from ndjax.sim import rollout
 
 

@@ -102,6 +102,13 @@ def score(
     return _sortino(sums, periods_per_year, eps) + return_weight * sums.mean * periods_per_year
 
 
+def mean_variance(returns: jax.Array, periods_per_year: float = 252, risk_aversion: float = 2.0) -> jax.Array:
+    """(mean(r) - risk_aversion / 2 var(r)) * P: the certainty-equivalent return of a mean-variance investor.
+    It grows with exposure while the edge pays for the risk, so unlike Sortino it says how much to hold.
+    (..., T) -> (...)"""
+    return (return_sums(returns).mean - 0.5 * risk_aversion * variance(returns)) * periods_per_year
+
+
 def log_wealth(returns: jax.Array, periods_per_year: float = 252) -> jax.Array:
     """sum(log(1 + r)), each growth factor floored at `WEALTH_FLOOR` so a bust path stays finite.  (..., T) -> (...)"""
     del periods_per_year
@@ -120,6 +127,7 @@ def calmar(returns: jax.Array, periods_per_year: float = 252, eps: float = 1e-4)
 
 
 OBJECTIVES: dict[str, Callable[..., jax.Array]] = {
+    "mean_variance": mean_variance,
     "score": score,
     "sortino": sortino,
     "sharpe": sharpe,
@@ -136,11 +144,15 @@ def get_objective(name: str) -> Callable[..., jax.Array]:
 
 
 def evaluate_returns(
-    returns: jax.Array, name: str = "score", periods_per_year: float = 252, return_weight: float = 0.08
+    returns: jax.Array, name: str = "score", periods_per_year: float = 252, return_weight: float = 0.08,
+    risk_aversion: float = 2.0,
 ) -> jax.Array:
-    """The named objective of `returns (..., T)`; `return_weight` only applies to "score"."""
+    """The named objective of `returns (..., T)`; `return_weight` applies to "score", `risk_aversion` to
+    "mean_variance"."""
     if name == "score":
         return score(returns, periods_per_year, return_weight)
+    if name == "mean_variance":
+        return mean_variance(returns, periods_per_year, risk_aversion)
     return get_objective(name)(returns, periods_per_year)
 
 
@@ -153,11 +165,12 @@ def simulated_objective(
     name: str = "score",
     periods_per_year: float = 252,
     return_weight: float = 0.08,
+    risk_aversion: float = 2.0,
 ) -> tuple[jax.Array, tuple[PortfolioState, StepInfo]]:
     """Objective per path `(...)` of the returns `simulate` produces for `actions (T, ..., N)`.
 
     Its forward value equals the objective of the simulator's returns bit for bit.
     """
     final, infos = simulate(params, state0, actions, bars)
-    value = evaluate_returns(jnp.moveaxis(infos.returns, 0, -1), name, periods_per_year, return_weight)
+    value = evaluate_returns(jnp.moveaxis(infos.returns, 0, -1), name, periods_per_year, return_weight, risk_aversion)
     return value, (final, infos)

@@ -14,66 +14,38 @@ the plain parameter pytree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx, struct
+from flax import nnx
 
 from ndjax.data.features import FEATURE_NAMES
-from ndjax.dynamics import Action, PortfolioState
-
-BOOK_FEATURES = 3  # position weight, cash fraction, gross leverage
-BOOK_BOUND = 10.0  # book features are clipped to +-this (a nearly bust account has huge ratios)
-
-
-@struct.dataclass
-class Observation:
-    """What a policy sees before deciding bar t, all from bars up to t-1.
-
-    `market (..., N, D)`: one causal row per asset (an embedding, features, or a rule's inputs);
-    `book (..., N, BOOK_FEATURES)`: position weight, cash fraction and gross leverage of the book after t-1
-    (0 where equity <= 0); `mark (..., N)`: the previous close, the price limits are set against.
-    """
-
-    market: jax.Array
-    book: jax.Array
-    mark: jax.Array
-
-
-def observe(market: jax.Array, state: PortfolioState) -> Observation:
-    """The `Observation` of a market row `(..., N, D)` and the book `state` after the previous bar."""
-    value = state.inventory * state.mark
-    equity = state.cash + jnp.sum(value, axis=-1)
-    solvent = equity > 0
-    safe = jnp.where(solvent, equity, 1.0)
-    bounded = lambda x: jnp.clip(jnp.where(solvent[..., None], x, 0.0), -BOOK_BOUND, BOOK_BOUND)  # noqa: E731
-    weight = bounded(value / safe[..., None])
-    cash = jnp.broadcast_to(bounded((state.cash / safe)[..., None]), weight.shape)
-    gross = jnp.broadcast_to(bounded((jnp.sum(value, axis=-1) / safe)[..., None]), weight.shape)
-    return Observation(market=market, book=jnp.stack([weight, cash, gross], axis=-1).astype(market.dtype),
-                       mark=state.mark)
-
-
-PolicyApply = Callable[[Any, Observation], Action]
-"""`apply(policy_params, observation) -> Action`, called inside the rollout's scan."""
+from ndjax.dynamics import Action
+from ndjax.observation import BOOK_FEATURES, Observation, PolicyApply
+from ndjax.targets import project_budget, target_action
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Shape-setting policy choices (static)."""
+    """Shape-setting policy choices (static).
+
+    The head outputs, per asset, a target weight `w_cap * sigmoid(z + w_bias)` (the position's value as a
+    fraction of equity, starting at `w_cap * sigmoid(w_bias)`), scaled down together when the book would need more
+    than the initial margin allows; `targets.target_action` turns it into limit orders at the previous close.
+    `pooled` also feeds the head the mean embedding over assets (cross-asset context).
+    """
 
     model: str = "mlp"  # "mlp" | "transformer"
     n_features: int = len(FEATURE_NAMES)
-    d_model: int = 32
+    d_model: int = 8
     n_heads: int = 4
     n_layers: int = 1
     lookback: int = 16
-    hidden: int = 64
-    offset: float = 0.025
-    min_gap: float = 0.0005
+    hidden: int = 16
+    w_cap: float = 1.0
+    w_bias: float = -1.5
+    pooled: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in ("transformer", "mlp"):
@@ -82,8 +54,8 @@ class PolicyConfig:
             raise ValueError(f"PolicyConfig.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.lookback < 1:
             raise ValueError(f"PolicyConfig.lookback: must be >= 1, got {self.lookback}")
-        if not 0 < self.offset < 0.5:
-            raise ValueError(f"PolicyConfig.offset: must be in (0, 0.5), got {self.offset}")
+        if not self.w_cap > 0:
+            raise ValueError(f"PolicyConfig.w_cap: must be > 0, got {self.w_cap}")
 
 
 def _attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, n_heads: int) -> jax.Array:
@@ -147,7 +119,7 @@ def causal_band_mask(length: int, lookback: int) -> jax.Array:
 
 
 class Policy(nnx.Module):
-    """Encoder (MLP or causal transformer) and an order head decoding to limit orders."""
+    """Encoder (MLP or causal transformer) and a target-weight head decoded into limit orders."""
 
     def __init__(self, cfg: PolicyConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -157,11 +129,10 @@ class Policy(nnx.Module):
         else:
             self.layers = nnx.List([FeedForward(cfg.d_model, cfg.hidden, rngs=rngs) for _ in range(cfg.n_layers)])
         self.norm = nnx.LayerNorm(cfg.d_model, rngs=rngs)
-        self.head_in = nnx.Linear(2 * cfg.d_model + BOOK_FEATURES, cfg.hidden, rngs=rngs)
-        self.head_out = nnx.Linear(cfg.hidden, 4, kernel_init=nnx.initializers.zeros, rngs=rngs)
-        # start with limits near the previous close (sigmoid(-2) ~ 0.12 of the band) so most orders fill
-        # and the fractions get gradient from the first update
-        self.head_out.bias[...] = jnp.array([-2.0, -2.0, 0.0, 0.0])
+        width = (2 if cfg.pooled else 1) * cfg.d_model + BOOK_FEATURES
+        self.head_in = nnx.Linear(width, cfg.hidden, rngs=rngs)
+        self.head_out = nnx.Linear(cfg.hidden, 1, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        self.head_out.bias[...] = jnp.array([cfg.w_bias])
 
     def encode(self, features: jax.Array, valid: jax.Array | None = None) -> jax.Array:
         """Market embedding per day and asset.  features (T, N, F), valid (T, N) -> (T, N, D)."""
@@ -180,21 +151,14 @@ class Policy(nnx.Module):
         return self.norm(x)
 
     def decide(self, obs: Observation) -> Action:
-        """Limit orders for the next bar from one observation: embedding row (N, D), book (N, 3), mark (N,)."""
-        embedding = obs.market
-        pooled = jnp.broadcast_to(jnp.mean(embedding, axis=-2, keepdims=True), embedding.shape)
-        h = jax.nn.gelu(self.head_in(jnp.concatenate([embedding, pooled, obs.book], axis=-1)))
-        return decode_action(self.head_out(h), obs.mark, self.cfg.offset, self.cfg.min_gap)
-
-
-def decode_action(z: jax.Array, ref: jax.Array, offset: float, min_gap: float) -> Action:
-    """Raw head outputs (..., N, 4) to limits: buy in [ref(1-2o), ref], sell in [ref, ref(1+2o)],
-    sell >= buy (1 + min_gap), fractions by sigmoid."""
-    buy = ref * (1 - 2 * offset * jax.nn.sigmoid(z[..., 0]))
-    sell = ref * (1 + 2 * offset * jax.nn.sigmoid(z[..., 1]))
-    sell = jnp.maximum(sell, buy * (1 + min_gap))
-    return Action(buy_price=buy, sell_price=sell, buy_frac=jax.nn.sigmoid(z[..., 2]),
-                  sell_frac=jax.nn.sigmoid(z[..., 3]))
+        """Limit orders for the next bar from one observation: embedding row (N, D), book (N, 3), the marks and
+        the margin rules (`observe(..., params)`)."""
+        parts = [obs.market, obs.book]
+        if self.cfg.pooled:
+            parts.insert(1, jnp.broadcast_to(jnp.mean(obs.market, axis=-2, keepdims=True), obs.market.shape))
+        z = self.head_out(jax.nn.gelu(self.head_in(jnp.concatenate(parts, axis=-1))))[..., 0]
+        target = project_budget(self.cfg.w_cap * jax.nn.sigmoid(z), obs.margin_rate)
+        return target_action(target, obs, obs.margin_rate, obs.maker_fee)
 
 
 def create(cfg: PolicyConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:

@@ -18,7 +18,8 @@ from ndjax.dynamics import (
     init_state,
     step,
 )
-from ndjax.policy import PolicyApply, encode, make_apply, observe
+from ndjax.observation import PolicyApply, observe
+from ndjax.policy import encode, make_apply
 
 
 @jax.jit
@@ -62,7 +63,7 @@ def rollout(
 
     def body(state, xs):
         row, bar = xs
-        action = policy_apply(policy_params, observe(row, state))
+        action = policy_apply(policy_params, observe(row, state, params))
         state, info = step(params, state, action, bar)
         return state, (action, info)
 

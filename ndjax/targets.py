@@ -1,9 +1,10 @@
 """Target weights to limit orders: the orders that move a book toward target weights through the transition.
 
-A target weight `w[i]` is the value of asset i as a fraction of equity. With current weights `h` (from the
-observation's book), the gap `w - h` becomes a buy of `(w - h)+` of equity, as a share of the pool of excess
-equity (a buy of value v uses `(m + f) v` of the pool), and a sale of `(h - w)+ / h` of the units held. Sale
-proceeds do not back the same bar's buys, so rotating from one asset to another takes two bars.
+A target weight `w[i]` is the value of asset i, marked at the previous close, as a fraction of equity. With
+current weights `h` (from the observation's book), the gap `w - h` becomes a buy of the units worth `(w - h)+`
+of equity at the close, as a share of the pool of excess equity (a buy of value v at its limit uses
+`(m + f) v` of the pool), and a sale of `(h - w)+ / h` of the units held. Sale proceeds do not back the same
+bar's buys, so rotating from one asset to another takes two bars.
 Shapes: every per-asset array `(..., N)`.
 """
 
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from ndjax.dynamics import Action
-from ndjax.policy import Observation
+from ndjax.observation import Observation
 
 MIN_POOL = 1e-6
 """Excess equity (as a fraction of equity) below which no buy is placed."""
@@ -24,6 +25,12 @@ def excess_fraction(weights: jax.Array, margin_rate: jax.Array) -> jax.Array:
     return jnp.maximum(1.0 - jnp.sum(margin_rate * weights, axis=-1), 0.0)
 
 
+def project_budget(target: jax.Array, margin_rate: jax.Array) -> jax.Array:
+    """Target weights `(..., N)` scaled down together so the book fits its initial margin: `sum m w <= 1`."""
+    used = jnp.sum(margin_rate * target, axis=-1, keepdims=True)
+    return target / jnp.maximum(used, 1.0)
+
+
 def target_action(target: jax.Array, obs: Observation, margin_rate: jax.Array, maker_fee: jax.Array,
                   buy_price: jax.Array | None = None, sell_price: jax.Array | None = None) -> Action:
     """The `Action` moving the book of `obs` toward `target` weights `(..., N)` (>= 0), with limits at
@@ -31,11 +38,12 @@ def target_action(target: jax.Array, obs: Observation, margin_rate: jax.Array, m
     held = obs.book[..., 0]
     pool = excess_fraction(held, margin_rate)[..., None]
     gap = target - held
+    buy_price = obs.mark if buy_price is None else buy_price
     has_pool = pool > MIN_POOL
-    buy_frac = jnp.where(has_pool, jnp.maximum(gap, 0.0) * (margin_rate + maker_fee) / jnp.where(has_pool, pool, 1.0),
-                         0.0)
+    need = jnp.maximum(gap, 0.0) * (buy_price / obs.mark) * (margin_rate + maker_fee)  # pool the missing units use
+    buy_frac = jnp.where(has_pool, need / jnp.where(has_pool, pool, 1.0), 0.0)
     holding = held > 0
     sell_frac = jnp.where(holding, jnp.maximum(-gap, 0.0) / jnp.where(holding, held, 1.0), 0.0)
-    return Action(buy_price=obs.mark if buy_price is None else buy_price,
+    return Action(buy_price=buy_price,
                   sell_price=obs.mark if sell_price is None else sell_price,
                   buy_frac=jnp.clip(buy_frac, 0.0, 1.0), sell_frac=jnp.clip(sell_frac, 0.0, 1.0))

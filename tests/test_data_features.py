@@ -1,4 +1,4 @@
-"""Tests for ndjax.features: causality, values, NaN-freeness and the normaliser."""
+"""Features: causality, values against a hand computation, NaN-freeness and the normaliser."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from ndjax.data.features import (
+    EWMA_DECAY,
+    EWMA_WARMUP,
     FEATURE_NAMES,
     PASSTHROUGH_FEATURES,
     Normalizer,
     compute_features,
+    vol_forecast,
 )
 from ndjax.data.market import MarketData
 from ndjax.data.splits import split
@@ -61,16 +64,26 @@ def test_values_on_own_bars_and_carry_forward(market: MarketData) -> None:
     j = 0  # a stock: weekends are non-tradable rows
     idx = np.flatnonzero(market.tradable[:, j])
     c = market.close[idx, j]
-    np.testing.assert_allclose(f[idx[1:], j, IDX["logret_1"]], np.log(c[1:] / c[:-1]), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(f[idx[5:], j, IDX["logret_5"]], np.log(c[5:] / c[:-5]), rtol=1e-5, atol=1e-7)
-    assert f[idx[0], j, IDX["logret_1"]] == 0 and np.all(f[idx[:19], j, IDX["logret_20"]] == 0)
-    assert np.all(f[idx[:13], j, IDX["atr_pct_14"]] == 0) and np.all(f[idx[13:], j, IDX["atr_pct_14"]] > 0)
+    r = np.log(c[1:] / c[:-1])
+    sigma = vol_forecast(np.r_[0.0, r])  # float64 reference of the forecast, by hand below
+    np.testing.assert_allclose(sigma[1], abs(r[0]))
+    np.testing.assert_allclose(sigma[3], np.sqrt(np.mean(r[:3] ** 2)))
+    s2 = np.mean(r[:EWMA_WARMUP] ** 2)
+    for x in r[EWMA_WARMUP:EWMA_WARMUP + 5]:
+        s2 = EWMA_DECAY * s2 + (1 - EWMA_DECAY) * x * x
+    np.testing.assert_allclose(sigma[EWMA_WARMUP + 5], np.sqrt(s2), rtol=1e-10)
+    before = np.r_[sigma[0], sigma[:-1]]
+    np.testing.assert_allclose(f[idx[1:], j, IDX["z_1"]], r / before[1:], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(f[idx[5:], j, IDX["z_5"]], np.log(c[5:] / c[:-5]) / (before[5:] * np.sqrt(5)),
+                               rtol=1e-4, atol=1e-6)
+    assert f[idx[0], j, IDX["z_1"]] == 0 and np.all(f[idx[:20], j, IDX["z_20"]] == 0)
+    np.testing.assert_allclose(f[idx, j, IDX["log_vol"]], np.log(sigma), rtol=1e-5)
     h, lo = market.high[idx, j], market.low[idx, j]
-    np.testing.assert_allclose(f[idx, j, IDX["range_pct"]], (h - lo) / c, rtol=1e-5)
+    np.testing.assert_allclose(f[idx, j, IDX["range_z"]], (h - lo) / c / before, rtol=1e-4)
     gaps = np.flatnonzero(market.tradable[:, j] == 0)
     gaps = gaps[gaps > idx[0]]
     assert gaps.size
-    np.testing.assert_array_equal(f[gaps, j, :6], f[gaps - 1, j, :6])  # carried forward (weekend runs)
+    np.testing.assert_array_equal(f[gaps, j, :5], f[gaps - 1, j, :5])  # carried forward (weekend runs)
     np.testing.assert_array_equal(f[:, j, IDX["tradable"]], market.tradable[:, j])
     np.testing.assert_array_equal(f[:, :, IDX["is_crypto"]], np.broadcast_to(market.is_crypto, f.shape[:2]))
 
@@ -91,7 +104,7 @@ def test_normalizer_fit_on_train_only_and_roundtrip(market: MarketData) -> None:
     norm = Normalizer.fit(f_train, train.tradable)
     # same statistics as fitting on the training rows by hand: test rows do not leak in
     sel = f_train[train.tradable > 0].astype(np.float64)
-    k = IDX["logret_1"]
+    k = IDX["log_vol"]
     assert norm.mean[k] == pytest.approx(sel[:, k].mean()) and norm.std[k] == pytest.approx(sel[:, k].std())
     for name in PASSTHROUGH_FEATURES:
         assert norm.mean[IDX[name]] == 0 and norm.std[IDX[name]] == 1

@@ -55,8 +55,8 @@ def test_planted_signal_is_measurable(strength: float) -> None:
     m = synthetic_market(11, n_stocks=2, n_crypto=2, n_days=6000, signal_strength=strength)
     corrs = [standardized_lag1_corr(m, j) for j in range(4)]
     assert np.mean(corrs) == pytest.approx(strength, abs=0.06)
-    # and it is visible through the 1-day log return feature at consecutive own bars
-    f = compute_features(m)[:, :, FEATURE_NAMES.index("logret_1")]
+    # and it is visible through the standardised 1-day return feature at consecutive own bars
+    f = compute_features(m)[:, :, FEATURE_NAMES.index("z_1")]
     j = 3
     x = f[:, j][40:]
     assert np.sign(np.corrcoef(x[1:], x[:-1])[0, 1]) == np.sign(strength) or strength == 0

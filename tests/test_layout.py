@@ -14,22 +14,24 @@ LAYERS: dict[str, int] = {
     # data: calendar -> container -> loading, features, synthetic markets, splits -> sources, device arrays
     "ndjax.data.calendar": 2, "ndjax.data.market": 3, "ndjax.data.loading": 4, "ndjax.data.features": 4,
     "ndjax.data.synthetic": 4, "ndjax.data.splits": 4, "ndjax.data.source": 5, "ndjax.data.arrays": 5,
-    # policy -> simulation -> objectives -> statistics -> reference strategies and reports
-    "ndjax.policy": 6, "ndjax.targets": 7, "ndjax.sim": 7, "ndjax.loss": 8, "ndjax.metrics": 9, "ndjax.baselines": 10,
-    "ndjax.oracle": 10,
-    "ndjax.report.plots": 10, "ndjax.report.tables": 11, "ndjax.report.writers": 12,
+    # what a policy sees -> target weights to orders -> the policy -> simulation -> objectives -> statistics
+    "ndjax.observation": 6, "ndjax.targets": 7, "ndjax.policy": 8, "ndjax.sim": 9, "ndjax.loss": 10,
+    "ndjax.metrics": 11,
+    # reference strategies and reports
+    "ndjax.baselines": 12, "ndjax.oracle": 12, "ndjax.report.plots": 12, "ndjax.report.tables": 13,
+    "ndjax.report.writers": 14,
     # training
-    "ndjax.train.config": 13, "ndjax.train.checkpoints": 13, "ndjax.train.trainer": 14, "ndjax.train.sharding": 14,
-    "ndjax.train.loop": 15, "ndjax.train.sweep": 15,
-    # runs: the folder, evaluation, planning, the main job
-    "ndjax.runs.folder": 16, "ndjax.runs.positions": 17, "ndjax.runs.evaluate": 17, "ndjax.runs.plan": 18,
-    "ndjax.runs.job": 18, "ndjax.runs.folds": 19,
+    "ndjax.train.config": 15, "ndjax.train.checkpoints": 15, "ndjax.train.trainer": 16, "ndjax.train.sharding": 16,
+    "ndjax.train.loop": 17, "ndjax.train.sweep": 17,
+    # runs: the folder, evaluation, planning, the main job, walk-forward folds
+    "ndjax.runs.folder": 18, "ndjax.runs.positions": 19, "ndjax.runs.evaluate": 19, "ndjax.runs.plan": 20,
+    "ndjax.runs.job": 20, "ndjax.runs.folds": 21,
     # paper trading: the broker interface and controls -> ledger, brokers -> the cycle, its report -> retraining
-    "ndjax.paper.broker": 19, "ndjax.paper.controls": 19, "ndjax.paper.ledger": 20, "ndjax.paper.simulated": 20,
-    "ndjax.paper.alpaca": 20, "ndjax.paper.cycle": 21, "ndjax.paper.report": 21, "ndjax.paper.retrain": 22,
-    "ndjax.paper.trade": 22,
+    "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,
+    "ndjax.paper.alpaca": 22, "ndjax.paper.cycle": 23, "ndjax.paper.report": 23, "ndjax.paper.retrain": 24,
+    "ndjax.paper.trade": 24,
     # flags for the scripts in experiments/
-    "ndjax.cli": 19,
+    "ndjax.cli": 21,
 }
 """Each module's layer: a module imports only from strictly lower layers."""
 

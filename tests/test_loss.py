@@ -18,6 +18,7 @@ from ndjax.loss import (
     get_objective,
     log_wealth,
     max_drawdown,
+    mean_variance,
     return_sums,
     score,
     sharpe,
@@ -91,6 +92,9 @@ def test_objectives_by_hand():
         get_objective("omega")
     assert np.isfinite(float(log_wealth(jnp.array([0.1, -1.5]))))
     np.testing.assert_array_equal(evaluate_returns(r, "sortino", 252), sortino(r, 252))
+    var = np.var(np.asarray(r, np.float64))
+    np.testing.assert_allclose(mean_variance(r, 252, 3.0), (m - 1.5 * var) * 252, rtol=1e-5)
+    np.testing.assert_array_equal(evaluate_returns(r, "mean_variance", 252, risk_aversion=3.0), mean_variance(r, 252, 3.0))
 
 
 @settings(max_examples=20, deadline=None)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from ndjax.data.synthetic import synthetic_market_with_truth
 from ndjax.dynamics import Bar, MarketParams, init_state, step
 from ndjax.metrics import summary
+from ndjax.observation import observe
 from ndjax.oracle import OracleParams, oracle_weights, run_oracle, truth_rows
-from ndjax.policy import observe
 from ndjax.targets import target_action
 
 
@@ -21,7 +21,8 @@ def _params(n_stock: int, n_crypto: int, daily_rate: float = 0.065 / 365) -> Ora
     is_crypto = np.r_[np.zeros(n_stock, bool), np.ones(n_crypto, bool)]
     return OracleParams(margin_rate=jnp.where(is_crypto, 1.0, 0.5), maker_fee=jnp.asarray(0.0008),
                         daily_rate=jnp.asarray(daily_rate), risk_aversion=jnp.asarray(2.0),
-                        is_stock=jnp.asarray(~is_crypto, jnp.float32))
+                        is_stock=jnp.asarray(~is_crypto, jnp.float32), trade_cost=jnp.asarray(0.0),
+                        cap=jnp.asarray(10.0))
 
 
 @settings(max_examples=30, deadline=None)
@@ -34,6 +35,12 @@ def test_weights_respect_the_budget(seed):
     w = np.asarray(oracle_weights(mu, var, p))
     assert np.all(w >= 0) and np.all(w[np.asarray(mu) <= 0] == 0)
     assert np.all((w * np.asarray(p.margin_rate)).sum(-1) <= 1 + 1e-4)
+    held = jnp.asarray(rng.uniform(0, 0.3, (4, 5)), jnp.float32)
+    banded = np.asarray(oracle_weights(mu, var, p.replace(trade_cost=jnp.asarray(0.002), cap=jnp.asarray(0.5)), held))
+    assert np.all(banded <= 0.5 + 1e-6) and np.all((banded * np.asarray(p.margin_rate)).sum(-1) <= 1 + 1e-4)
+    # the band keeps weights nearer to those held than the frictionless weights are
+    free = np.asarray(oracle_weights(mu, var, p.replace(cap=jnp.asarray(0.5)), held))
+    assert np.abs(banded - np.asarray(held)).sum() <= np.abs(free - np.asarray(held)).sum() + 1e-5
 
 
 def test_leverage_only_when_the_edge_beats_interest():

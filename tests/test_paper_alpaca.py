@@ -9,8 +9,8 @@ pytest.importorskip("alpaca")
 
 from ndjax.paper.alpaca import AlpacaBroker  # noqa: E402
 from ndjax.paper.broker import BrokerError, Order  # noqa: E402
-from ndjax.paper.cycle import PaperConfig  # noqa: E402
 from ndjax.paper.controls import Controls  # noqa: E402
+from ndjax.paper.cycle import PaperConfig  # noqa: E402
 from ndjax.paper.trade import open_session, paper_trade  # noqa: E402
 from tests.fake_alpaca import FakeAlpaca  # noqa: E402
 

@@ -137,7 +137,7 @@ def test_out_of_sync_broker_is_named(run_dir, tmp_path):
 
 
 def test_probe_mode_reads_closed_trades_from_the_ledger(run_dir, tmp_path):
-    config = PaperConfig(controls=Controls(ramp_days=0, halt_drawdown=1.0), probe_notional=0.01)
+    config = PaperConfig(controls=Controls(ramp_days=0, halt_drawdown=1.0), probe_notional=0.0005)
     session, _ = _replay(run_dir, tmp_path / "p.db", config=config)
     ledger = session.ledger
     trades = ledger.conn.execute("SELECT COUNT(*), SUM(return < 0) FROM closed_trades").fetchone()

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ndjax.dynamics import init_state
-from ndjax.policy import BOOK_BOUND, PolicyConfig, create, encode, make_apply, observe
+from ndjax.dynamics import MarketParams, init_state, size_orders
+from ndjax.observation import BOOK_BOUND, observe
+from ndjax.policy import PolicyConfig, create, encode, make_apply
 from ndjax.sim import simulate_policy
 from ndjax.train.config import HParams, market_params
 from tests.helpers import SMALL_POLICY, small_arrays
@@ -39,26 +40,36 @@ def test_policy_causal(model):
 def test_permuting_assets_permutes_actions(model):
     cfg = PolicyConfig(model=model, **SMALL_POLICY)
     graphdef, params = create(cfg, jax.random.PRNGKey(1))
+    params = jax.tree_util.tree_map(lambda x: x + 0.3 * jax.random.normal(jax.random.PRNGKey(5), x.shape), params)
     feats = jax.random.normal(jax.random.PRNGKey(2), (20, 5, F))
     state = init_state(1.0, jnp.linspace(10.0, 50.0, 5)).replace(inventory=jnp.array([0.0, 0.01, 0.0, 0.005, 0.0]))
+    crypto = jnp.array([False, True, False, False, True])
     perm = jnp.array([3, 0, 4, 1, 2])
     apply = make_apply(graphdef)
-    a = apply(params, observe(encode(graphdef, params, feats)[-1], state))
+    a = apply(params, observe(encode(graphdef, params, feats)[-1], state, MarketParams(is_crypto=crypto)))
     pstate = state.replace(inventory=state.inventory[perm], mark=state.mark[perm])
-    b = apply(params, observe(encode(graphdef, params, feats[:, perm])[-1], pstate))
+    b = apply(params, observe(encode(graphdef, params, feats[:, perm])[-1], pstate, MarketParams(is_crypto=crypto[perm])))
     chex.assert_trees_all_close(jax.tree_util.tree_map(lambda x: x[perm], a), b, rtol=1e-5, atol=1e-6)
 
 
-def test_decoded_limits_respect_bands():
+def test_target_head_stays_inside_the_margin_budget():
+    """Whatever the parameters, the targets fit the initial margin, the orders are at the previous close and the
+    fractions are valid."""
     cfg = PolicyConfig(model="mlp", **SMALL_POLICY)
     graphdef, params = create(cfg, jax.random.PRNGKey(3))
-    params = jax.tree_util.tree_map(lambda x: x * 30, params)  # saturate the head
+    params = jax.tree_util.tree_map(lambda x: x * 30 + 1.0, params)  # saturate the head towards large weights
     feats = jax.random.normal(jax.random.PRNGKey(4), (12, 4, F)) * 5
     ref = jnp.array([10.0, 20.0, 30.0, 40.0])
-    a = make_apply(graphdef)(params, observe(encode(graphdef, params, feats)[-1], init_state(1.0, ref)))
-    assert np.all(a.buy_price <= ref) and np.all(a.buy_price >= ref * (1 - 2 * cfg.offset))
-    assert np.all(a.sell_price >= a.buy_price * (1 + cfg.min_gap) * (1 - 1e-6))
+    mp = MarketParams(is_crypto=jnp.array([False, False, True, False]))
+    state = init_state(1.0, ref)
+    obs = observe(encode(graphdef, params, feats)[-1], state, mp)
+    a = make_apply(graphdef)(params, obs)
+    np.testing.assert_array_equal(a.buy_price, ref)
+    np.testing.assert_array_equal(a.sell_price, ref)
     assert np.all((a.buy_frac >= 0) & (a.buy_frac <= 1) & (a.sell_frac >= 0) & (a.sell_frac <= 1))
+    sizes = size_orders(mp, state, a, jnp.ones(4), jnp.asarray(1.0))
+    spent = np.sum((np.asarray(obs.margin_rate) + 0.0008) * np.asarray(sizes.buy_qty) * np.asarray(ref))
+    assert spent <= float(sizes.excess) * (1 + 1e-5) and spent >= 0.99 * float(sizes.excess)  # the whole pool
 
 
 def test_observation_of_the_book():

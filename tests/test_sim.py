@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ndjax.dynamics import Action, step
-from ndjax.policy import Observation
+from ndjax.observation import Observation
 from ndjax.sim import rollout, simulate
 from tests.helpers import path_to_jax, random_path
 

@@ -1,4 +1,5 @@
-"""Causal per-asset features from aligned daily bars, and a JSON-serialisable normaliser.
+"""Causal per-asset features from aligned daily bars, standardised by each asset's own vol forecast, and a
+JSON-serialisable normaliser.
 
 Row t of `compute_features` uses bars at rows <= t only (plus the exchange calendar, which is
 scheduled in advance). Price/volume features are computed on each asset's own bar sequence
@@ -13,17 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ndjax.data.market import MarketData
 
 FEATURE_NAMES: tuple[str, ...] = (
-    "logret_1",  # log(close / close 1 bar earlier)
-    "logret_5",  # log(close / close 5 bars earlier)
-    "logret_20",  # log(close / close 20 bars earlier)
-    "range_pct",  # (high - low) / close
-    "atr_pct_14",  # mean true range of the last 14 bars / close
-    "volume_z_20",  # z-score of log1p(volume) within the last 20 bars
+    "z_1",  # log return of the last bar / the vol forecast made before it: the standardised return
+    "z_5",  # log return over 5 bars / (that forecast x sqrt 5)
+    "z_20",  # log return over 20 bars / (that forecast x sqrt 20)
+    "log_vol",  # log of the vol forecast for the next bar
+    "range_z",  # (high - low) / close of the last bar / that bar's forecast
     "dow_sin",  # sin(2 pi weekday / 7), Monday = 0
     "dow_cos",  # cos(2 pi weekday / 7)
     "is_crypto",  # 0/1
@@ -32,6 +31,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "tradable",  # 0/1: the asset has a bar today
 )
 PASSTHROUGH_FEATURES: tuple[str, ...] = (
+    "z_1",
+    "z_5",
+    "z_20",
+    "range_z",
     "dow_sin",
     "dow_cos",
     "is_crypto",
@@ -39,33 +42,47 @@ PASSTHROUGH_FEATURES: tuple[str, ...] = (
     "next_session_days",
     "tradable",
 )
-"""Features the `Normalizer` leaves as they are (already bounded, categorical or calendar)."""
+"""Features the `Normalizer` leaves as they are (already standardised by the vol forecast, bounded, categorical or
+calendar): their scale means the same for every asset, so a model trades symbols it was not trained on."""
 
 _RETURN_LAGS = (1, 5, 20)
-_ATR_WINDOW = 14
-_VOLUME_WINDOW = 20
+_PRICE_FEATURES = 5
+EWMA_DECAY = 0.94
+"""RiskMetrics decay of the squared-return average behind the vol forecast."""
+EWMA_WARMUP = 20
+"""Returns averaged with equal weights before the decay takes over."""
+DEFAULT_VOL = 0.02
+"""Forecast of an asset at its first bar (no return seen yet)."""
+MIN_VOL = 1e-4
+"""Floor of the forecast, so a run of unchanged closes cannot divide by zero."""
 
 
-def _asset_features(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Price/volume features `(n, 6)` for one asset's own bar sequence of length n."""
+def vol_forecast(logret: np.ndarray) -> np.ndarray:
+    """Causal vol forecasts `(n,)` of one asset's log returns `(n,)` (`logret[0]` = 0: no bar before it):
+    `out[k]` forecasts bar k+1 at the close of bar k, from returns up to k only: `DEFAULT_VOL` before any
+    return is seen, an equal-weight mean of squares over the first `EWMA_WARMUP` returns, then an EWMA with
+    `EWMA_DECAY`; never below `MIN_VOL`."""
+    out = np.full(logret.size, DEFAULT_VOL)
+    s2 = 0.0
+    for k in range(1, logret.size):
+        r2 = logret[k] ** 2
+        s2 = r2 if k == 1 else (s2 + (r2 - s2) / k if k <= EWMA_WARMUP else EWMA_DECAY * s2 + (1 - EWMA_DECAY) * r2)
+        out[k] = np.sqrt(s2)
+    return np.maximum(out, MIN_VOL)
+
+
+def _asset_features(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Price features `(n, 5)` for one asset's own bar sequence of length n."""
     n = c.size
-    out = np.zeros((n, 6))
+    out = np.zeros((n, _PRICE_FEATURES))
     logc = np.log(c)
+    sigma = vol_forecast(np.r_[0.0, np.diff(logc)])
+    before = np.r_[sigma[0], sigma[:-1]]  # the forecast each bar was made with
     for k, lag in enumerate(_RETURN_LAGS):
         if n > lag:
-            out[lag:, k] = logc[lag:] - logc[:-lag]
-    out[:, 3] = (h - lo) / c
-    prev = np.r_[c[0], c[:-1]]
-    tr = np.maximum(h, prev) - np.minimum(lo, prev)
-    tr[0] = h[0] - lo[0]
-    if n >= _ATR_WINDOW:
-        out[_ATR_WINDOW - 1 :, 4] = sliding_window_view(tr, _ATR_WINDOW).mean(axis=-1) / c[_ATR_WINDOW - 1 :]
-    if n >= _VOLUME_WINDOW:
-        w = sliding_window_view(np.log1p(v), _VOLUME_WINDOW)
-        mean, std = w.mean(axis=-1), w.std(axis=-1)
-        last = w[:, -1]
-        ok = std > 1e-12
-        out[_VOLUME_WINDOW - 1 :, 5] = np.where(ok, (last - mean) / np.where(ok, std, 1.0), 0.0)
+            out[lag:, k] = (logc[lag:] - logc[:-lag]) / (before[lag:] * np.sqrt(lag))
+    out[:, 3] = np.log(sigma)
+    out[:, 4] = (h - lo) / c / before
     return out
 
 
@@ -78,17 +95,18 @@ def compute_features(market: MarketData) -> np.ndarray:
         idx = np.flatnonzero(market.tradable[:, j] > 0)
         if idx.size == 0:
             continue
-        own = _asset_features(*(x[idx, j] for x in (market.open, market.high, market.low, market.close, market.volume)))
+        own = _asset_features(*(x[idx, j] for x in (market.high, market.low, market.close)))
         pos = np.searchsorted(idx, rows, side="right") - 1  # last own bar at or before each row
-        feats[:, j, :6] = np.where((pos >= 0)[:, None], own[pos.clip(min=0)], 0.0)
+        feats[:, j, :_PRICE_FEATURES] = np.where((pos >= 0)[:, None], own[pos.clip(min=0)], 0.0)
     dow = (market.dates.astype(np.int64) + 3) % 7
     angle = 2.0 * np.pi * dow / 7.0
-    feats[:, :, 6] = np.sin(angle)[:, None]
-    feats[:, :, 7] = np.cos(angle)[:, None]
-    feats[:, :, 8] = market.is_crypto[None, :]
-    feats[:, :, 9] = market.stock_tradable_next[:, None]
-    feats[:, :, 10] = ((market.next_session_days - 1.0) / 3.0)[:, None]
-    feats[:, :, 11] = market.tradable
+    k = _PRICE_FEATURES
+    feats[:, :, k] = np.sin(angle)[:, None]
+    feats[:, :, k + 1] = np.cos(angle)[:, None]
+    feats[:, :, k + 2] = market.is_crypto[None, :]
+    feats[:, :, k + 3] = market.stock_tradable_next[:, None]
+    feats[:, :, k + 4] = ((market.next_session_days - 1.0) / 3.0)[:, None]
+    feats[:, :, k + 5] = market.tradable
     return np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 

@@ -50,7 +50,7 @@ def score(run: Run, session: PaperSession, start: int, stop: int) -> float:
                      run.config.train.initial_cash).paths
     cfg, hp = run.config.train, run.config.hparams
     return float(evaluate_returns(paths["policy"].returns, cfg.objective, session.market.periods_per_year,
-                                  hp.return_weight))
+                                  hp.return_weight, hp.risk_aversion))
 
 
 def retrain(session: PaperSession, row: int, policy: RetrainPolicy) -> bool:

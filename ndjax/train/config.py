@@ -28,7 +28,8 @@ class HParams:
     get a gradient."""
 
     learning_rate: Any = 3e-3
-    return_weight: Any = 0.08
+    return_weight: Any = 0.08  # weight of the annualised return in the "score" objective
+    risk_aversion: Any = 2.0  # gamma of the "mean_variance" objective
     fill_temperature: Any = 5e-3
     maker_fee: Any = _MARKET["maker_fee"]
     stock_max_leverage: Any = _MARKET["stock_max_leverage"]
@@ -59,7 +60,7 @@ class TrainConfig:
     fill: str = "ste"
     interest: str = "excess"
     margin_call: bool = True
-    objective: str = "score"
+    objective: str = "mean_variance"
     warmup_steps: int = 20
     weight_decay: float = 1e-4
     grad_clip: float = 1.0

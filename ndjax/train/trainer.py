@@ -131,9 +131,9 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         returns, metrics = jax.vmap(window_returns, in_axes=(None, None, 0))(
             params, hp, jax.random.split(key, cfg.batch_size))  # (B, W)
         if cfg.pool_batch:
-            value = evaluate_returns(returns.reshape(-1), cfg.objective, P, hp.return_weight)
+            value = evaluate_returns(returns.reshape(-1), cfg.objective, P, hp.return_weight, hp.risk_aversion)
         else:
-            value = jnp.mean(evaluate_returns(returns, cfg.objective, P, hp.return_weight))
+            value = jnp.mean(evaluate_returns(returns, cfg.objective, P, hp.return_weight, hp.risk_aversion))
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
         return -value, dict(metrics, objective=value)
 
@@ -150,7 +150,7 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
     def validate(params, hp: HParams) -> dict:
         mp = market_params(hp, val_arrays.is_crypto, "hard", cfg.interest, cfg.margin_call)
         _, infos = simulate_policy(graphdef, params, val_arrays, mp, L, cfg.initial_cash)
-        score = evaluate_returns(infos.returns, cfg.objective, P, hp.return_weight)
+        score = evaluate_returns(infos.returns, cfg.objective, P, hp.return_weight, hp.risk_aversion)
         return dict(path_metrics(infos, P), score=score)
 
     def init(key: jax.Array, hp: HParams) -> TrainState:

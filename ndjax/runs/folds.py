@@ -1,0 +1,62 @@
+"""Walk-forward folds on real data: each fold trains on everything before its test period and is tested on it.
+
+A fold is a test period (a calendar year, or from a date to the end of the data) with the validation days just
+before it and the training rows before those. Each fold is one main job (`runs.job.train_job`) on the market
+cut at the fold's end, so no fold sees a bar after its test period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ndjax.data.calendar import row_at_or_after, to_day
+from ndjax.data.market import DataError
+from ndjax.runs.job import JobResult, JobSpec, train_job
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Training until `train_end`, validation until `val_end`, test `test_start .. test_end` (dates, inclusive)."""
+
+    name: str
+    train_end: str
+    val_end: str
+    test_start: str
+    test_end: str
+
+
+def make_folds(dates: np.ndarray, test_starts: list[str], val_days: int = 180, min_train_days: int = 250) -> list[Fold]:
+    """Folds whose tests start at `test_starts` (sorted dates) and end the day before the next one (the last
+    fold ends with the data); validation is the `val_days` calendar days before each test."""
+    starts = sorted(to_day(s) for s in test_starts)
+    folds = []
+    for k, start in enumerate(starts):
+        end = starts[k + 1] - 1 if k + 1 < len(starts) else dates[-1]
+        val_end = start - 1
+        train_end = val_end - val_days
+        if train_end - dates[0] < min_train_days:
+            raise DataError(f"walk-forward fold {start}: training would end {train_end}, fewer than {min_train_days} "
+                            f"days after the data's first day {dates[0]}")
+        if row_at_or_after(dates, start) >= len(dates) or start > end:
+            raise DataError(f"walk-forward fold {start}: no test rows in the data ({dates[0]} .. {dates[-1]})")
+        name = str(start)[:4] if k + 1 < len(starts) and str(end)[:4] == str(start)[:4] else f"{start} .. {end}"
+        folds.append(Fold(name=name, train_end=str(train_end), val_end=str(val_end), test_start=str(start),
+                          test_end=str(end)))
+    return folds
+
+
+def run_fold(spec: JobSpec, fold: Fold, out: str | Path, **job_kwargs: Any) -> JobResult:
+    """Train and test one fold: the market of `spec` cut at the fold's end, split at its dates."""
+    source = replace(spec.source, end=fold.test_end)
+    return train_job(replace(spec, source=source, train_end=fold.train_end, val_end=fold.val_end), out, **job_kwargs)
+
+
+def drawdown_target(policy_dd: float, hold_dd: float) -> tuple[float, bool]:
+    """The walk-forward limit on a fold's drawdown, max(1.5 x buy and hold's, 25 %), and whether it holds."""
+    limit = max(1.5 * hold_dd, 0.25)
+    return limit, policy_dd <= limit
+

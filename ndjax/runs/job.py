@@ -1,0 +1,129 @@
+"""The main job: load a market, split it by date, train a policy through the transition with checkpoints, then
+simulate its best checkpoint on the held-out rows beside the baselines and write the report.
+
+`experiments/train.py` is this function behind flags; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from ndjax.data.arrays import context_split, prepare
+from ndjax.data.source import MarketSource
+from ndjax.data.splits import split_rows
+from ndjax.metrics import PathStats, summary
+from ndjax.report.writers import write_period_report
+from ndjax.runs.evaluate import captured_share, held_out
+from ndjax.runs.folder import RunConfig, RunError, load_run, restore_params, save_config
+from ndjax.train.config import HParams, TrainConfig
+from ndjax.train.loop import fit
+from ndjax.train.trainer import make_train
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to train on and how: the market, the date split (default 60 % / 20 % / 20 % of the rows), the
+    static configuration, the hyperparameters and the seed."""
+
+    source: MarketSource = MarketSource()
+    train_end: str | None = None
+    val_end: str | None = None
+    train: TrainConfig = TrainConfig()
+    hparams: HParams = HParams()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The report text, its statistics and held-out paths by name, the test dates, the run folder and the seconds
+    spent."""
+
+    text: str
+    stats: dict[str, PathStats]
+    paths: dict[str, Any]
+    dates: Any
+    run_dir: Path
+    train_seconds: float
+    total_seconds: float
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run folder ready to train: its stored configuration, the trainer, the market and its split rows."""
+
+    config: RunConfig
+    trainer: Any
+    market: Any
+    arrays: Any
+    train_rows: int
+    val_rows: int
+
+
+def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: Any = None) -> PreparedRun:
+    """Load and split the market, write `out/config.json` and build the trainer (training rows, validation rows
+    with encoder context). With `need_test=False` the validation may run to the last row."""
+    out = Path(out)
+    hp = spec.hparams.check()
+    market = spec.source.load()
+    a, b = split_rows(market, spec.train_end, spec.val_end, need_test=need_test)
+    normalizer, arrays = prepare(market, a)
+    cfg = replace(spec.train, periods_per_year=market.periods_per_year)
+    L = cfg.policy.lookback
+    if b < L:
+        raise RunError(f"date split: validation ends at row {b}, before {L} rows of encoder context exist")
+    dates = market.dates
+    split = {"train": (str(dates[0]), str(dates[a - 1])), "val": (str(dates[a]), str(dates[b - 1]))}
+    if b < market.n_days:
+        split["test"] = (str(dates[b]), str(dates[-1]))
+    config = RunConfig(source=spec.source, train=cfg, hparams=hp, seed=spec.seed, symbols=tuple(market.symbols),
+                       is_crypto=tuple(bool(x) for x in market.is_crypto), periods_per_year=market.periods_per_year,
+                       split=split, normalizer=normalizer)
+    save_config(out, config)
+    if log is not None:
+        log(f"ndjax: {market.n_assets} assets ({int(market.is_crypto.sum())} crypto), {market.n_days} rows "
+            f"{dates[0]} .. {dates[-1]}; " + ", ".join(f"{k} {v}" for k, v in split.items()) + f"; run folder {out}")
+    trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, L))
+    return PreparedRun(config=config, trainer=trainer, market=market, arrays=arrays, train_rows=a, val_rows=b)
+
+
+def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, init_from: str | Path | None = None,
+              keep: int = 3, rows: bool = True, progress: bool = True, log: Any = None) -> JobResult:
+    """Train `spec` into the run folder `out` (or continue it with `resume`), then report the held-out test.
+
+    `init_from` starts from another run's best parameters (fine-tuning). `log(message)` receives one line
+    describing the data split. Raises `RunError`/`DataError` (both `ValueError`s) naming what is wrong.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    if resume and not (out / "checkpoints").is_dir():
+        raise RunError(f"{out}: no checkpoints to resume from")
+    prepared = start_run(spec, out, log=log)
+    config, b = prepared.config, prepared.val_rows
+    cfg, hp = config.train, config.hparams
+    init_params = restore_params(init_from, cfg) if init_from else None
+    t_train = time.perf_counter()
+    fit(prepared.trainer, cfg, hp, jax.random.PRNGKey(spec.seed), out, resume=resume, init_params=init_params,
+        keep=keep, progress=progress)
+    t_train = time.perf_counter() - t_train
+
+    run = load_run(out)
+    result = held_out(run.graphdef, run.params, prepared.arrays, b, cfg.policy.lookback, config.market_params("hard"),
+                      None, cfg.initial_cash, spec.source.truth(prepared.market))
+    test_dates = prepared.market.dates[b + 1:]
+    title = [f"Policy (best checkpoint, step {run.step}, validation score {float(run.checkpoint_meta['score']):.3f}), "
+             f"held-out test {test_dates[0]} .. {test_dates[-1]}, hard fills"]
+    stats_now = {k: summary(v, config.periods_per_year) for k, v in result.paths.items()}
+    share = captured_share(stats_now)
+    extra = [] if "oracle" not in stats_now else [
+        "", "The oracle knows the synthetic market's conditional means and volatilities (ndjax/oracle.py).",
+        f"Captured share (policy Sortino / oracle Sortino): {share:.2f}" if share is not None else
+        "Captured share: undefined (the oracle's Sortino is not positive)"]
+    text, stats = write_period_report(out, "test", title, test_dates, result.paths, config.periods_per_year, rows=rows,
+                                      extra_sections=extra, summary_extra={"captured_share": share})
+    return JobResult(text=text, stats=stats, paths=result.paths, dates=test_dates, run_dir=out, train_seconds=t_train,
+                     total_seconds=time.perf_counter() - t0)

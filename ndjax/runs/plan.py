@@ -1,0 +1,173 @@
+"""The next trading day's orders from a run's policy and a book, sized exactly as the transition sizes them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ndjax.data.arrays import MarketArrays
+from ndjax.data.calendar import row_at_or_before
+from ndjax.data.market import MarketData
+from ndjax.dynamics import Action, MarketParams, OrderSizes, PortfolioState, size_orders
+from ndjax.observation import observe
+from ndjax.policy import encode, make_apply
+from ndjax.probe import ProbeState
+from ndjax.report.writers import write_json, write_rows
+from ndjax.runs.folder import Run, RunError, load_market, run_arrays
+from ndjax.runs.positions import read_positions
+
+ORDER_COLUMNS = ("symbol", "asset_class", "side", "limit_price", "quantity", "notional", "fee", "mark",
+                 "limit_vs_mark", "fraction")
+
+
+@partial(jax.jit, static_argnames="graphdef")
+def _decide(graphdef: nnx.GraphDef, params: Any, feats: jax.Array, valid: jax.Array, state: PortfolioState,
+            mp: MarketParams, tradable: jax.Array, days: jax.Array) -> tuple[Action, OrderSizes]:
+    """The policy's action from the last embedding row of `feats (L, N, F)` and the book, and its sizes."""
+    emb = encode(graphdef, params, feats, valid)[-1]
+    action = make_apply(graphdef)(params, observe(emb, state, mp))
+    return action, size_orders(mp, state, action, tradable, days)
+
+
+def _floor(x: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """Round quantities down to multiples of `unit`, after shaving 1e-6 relative (float32 sizing slack),
+    so a rounded order never spends more than its share of the excess nor sells more than is held."""
+    return np.floor(np.maximum(x, 0) * (1 - 1e-6) / unit + 1e-9) * unit
+
+
+def plan_orders(run: Run, market: MarketData, arrays: MarketArrays, *, cash: float,
+                quantities: Mapping[str, float] | None = None, row: int | None = None,
+                max_stale_days: float = 5.0, share_unit: float = 1e-6, crypto_unit: float = 1e-8,
+                memory: ProbeState | None = None, probe_notional: float | None = None,
+                buy_scale: float = 1.0) -> dict[str, Any]:
+    """Orders for the bar after row `row` (default: the last row) from the run's policy and a book of
+    `cash` and `quantities` (units by symbol) marked at the row's closes.
+
+    Sizing is `dynamics.size_orders` (the transition's steps 1-2: the next bar's interest, then all buys from one
+    pool of excess equity) with `tradable` = the assets whose market is open on the next bar and that have a bar
+    within `max_stale_days` calendar days; the others are listed under `skipped` with a reason. With
+    `probe_notional` and the trade `memory` (per symbol, in the run's order), probe mode caps buys after losing
+    trades; `buy_scale` in [0, 1] scales every buy (paper trading's ramp-up and kill switch).
+    Quantities are rounded down to `share_unit` (stocks; 1 = whole shares) and `crypto_unit`.
+    """
+    T = market.n_days
+    row = T - 1 if row is None else int(row)
+    if not 0 <= row < T:
+        raise RunError(f"plan: row {row} outside the {T} rows of the market")
+    quantities = dict(quantities or {})
+    symbols, N = tuple(market.symbols), market.n_assets
+    is_crypto = np.asarray(market.is_crypto, bool)
+    unknown = sorted(set(quantities) - set(symbols))
+    if unknown:
+        raise RunError(f"plan: positions in {unknown}, which are not in the market's symbols {list(symbols)}")
+    date = market.dates[row]
+
+    # which markets trade on the next bar, and which symbols have a recent bar
+    has_bar = np.asarray(market.tradable[: row + 1] > 0)
+    last_bar = np.full(N, -1)
+    for j in range(N):
+        idx = np.flatnonzero(has_bar[:, j])
+        if idx.size:
+            last_bar[j] = idx[-1]
+    stale = np.where(last_bar >= 0, (date - market.dates[np.maximum(last_bar, 0)]).astype(np.int64), np.inf)
+    stock_open = float(market.stock_tradable_next[row]) > 0
+    open_next = np.where(is_crypto, True, stock_open)
+    recent = stale <= max_stale_days
+    active = open_next & recent
+    if row + 1 < T:
+        days = float(market.days_elapsed[row + 1])
+    else:
+        days = 1.0 if is_crypto.any() else float(market.next_session_days[row])
+    next_day = date + np.timedelta64(int(days), "D")
+
+    # the policy's action: embedding of row `row` (enough context for every encoder layer), the book
+    n_ctx = min(row + 1, (run.config.train.policy.n_layers + 1) * run.lookback + 1)
+    feats = arrays.features[row + 1 - n_ctx: row + 1]
+    valid = arrays.valid[row + 1 - n_ctx: row + 1]
+    mark = arrays.close[row]
+    q = np.asarray([float(quantities.get(s, 0.0)) for s in symbols])
+    state = PortfolioState(cash=jnp.asarray(cash, mark.dtype), inventory=jnp.asarray(q, mark.dtype), mark=mark,
+                           probe=None if memory is None else jax.tree_util.tree_map(
+                               lambda x: jnp.asarray(x, mark.dtype), memory))
+    mp = run.config.market_params("hard", is_crypto=is_crypto).replace(probe_notional=probe_notional)
+    if not 0 <= buy_scale <= 1:
+        raise RunError(f"plan: buy_scale must be in [0, 1], got {buy_scale}")
+    action, sizes = _decide(run.graphdef, run.params, feats, valid, state, mp, jnp.asarray(active, mark.dtype),
+                            jnp.asarray(days, mark.dtype))
+    hp = run.config.hparams
+    f = float(hp.maker_fee)
+    ls, lc, mm = float(hp.stock_max_leverage), float(hp.crypto_max_leverage), float(hp.maintenance_margin)
+    bp, sp = np.asarray(action.buy_price, np.float64), np.asarray(action.sell_price, np.float64)
+    unit = np.where(is_crypto, crypto_unit, share_unit)
+    buy_q = _floor(np.asarray(sizes.buy_qty, np.float64) * buy_scale, unit)
+    sell_q = np.minimum(_floor(np.asarray(sizes.sell_qty, np.float64), unit), q)
+    marks = np.asarray(mark, np.float64)
+
+    orders, skipped = [], []
+    for j, s in enumerate(symbols):
+        cls = "crypto" if is_crypto[j] else "stock"
+        if not recent[j]:
+            why = "no bar yet" if last_bar[j] < 0 else f"no recent bar (last {market.dates[last_bar[j]]}, {int(stale[j])} days old)"
+            skipped.append({"symbol": s, "asset_class": cls, "reason": why})
+            continue
+        if not open_next[j]:
+            skipped.append({"symbol": s, "asset_class": cls, "reason": f"market closed on {next_day}"})
+            continue
+        for side, qty, price, frac in (("buy", buy_q[j], bp[j], action.buy_frac[j]),
+                                       ("sell", sell_q[j], sp[j], action.sell_frac[j])):
+            if qty <= 0:
+                continue
+            notional = float(qty * price)
+            orders.append({
+                "symbol": s, "asset_class": cls, "side": side, "limit_price": float(price),
+                "quantity": round(float(qty), 10), "notional": notional, "fee": notional * f,
+                "mark": float(marks[j]), "limit_vs_mark": float(price / marks[j] - 1), "fraction": float(frac),
+            })
+    value = q * marks
+    return {
+        "as_of": str(date), "next_day": str(next_day), "days_elapsed": days,
+        "equity": float(cash + value.sum()), "cash": float(cash),
+        "stock_value": float(value[~is_crypto].sum()), "crypto_value": float(value[is_crypto].sum()),
+        "interest": float(sizes.interest), "equity_after_interest": float(sizes.equity),
+        "initial_requirement": float(sizes.initial_requirement), "excess": float(sizes.excess),
+        "buying_power_stock": float(sizes.excess) / (1 / ls + f),  # value the whole excess buys, per class
+        "buying_power_crypto": float(sizes.excess) / (1 / lc + f),
+        "maintenance_requirement": float(mm * value[~is_crypto].sum() + value[is_crypto].sum() / lc),
+        "maker_fee": f, "stock_max_leverage": ls, "crypto_max_leverage": lc, "maintenance_margin": mm,
+        "positions": {s: float(x) for s, x in zip(symbols, q) if x > 0}, "buy_scale": float(buy_scale),
+        "orders": orders, "skipped": skipped,
+        "run": str(run.path), "checkpoint_step": run.step,
+    }
+
+
+def plan_next_day(run: Run, out: str | Path, *, data_dir: str | None = None, symbols: Any = None,
+                  equity: float | None = None,
+                  positions: str | Path | None = None, as_of: Any = None, max_stale_days: float = 5.0,
+                  whole_shares: bool = False) -> dict[str, Any]:
+    """Plan the bar after `as_of` (default: the data's last row) for a book given by a positions file and/or
+    `equity` (all cash, or cash = equity - holdings when the file has no CASH row); write `plan.csv` and
+    `plan.json` into `out`. Returns the plan."""
+    market = load_market(run, data_dir, symbols=symbols)
+    arrays = run_arrays(run, market)
+    row = row_at_or_before(market.dates, as_of) if as_of else market.n_days - 1
+    if row < 0:
+        raise RunError(f"as-of {as_of}: before the first row {market.dates[0]}")
+    quantities, cash = read_positions(positions, market.symbols) if positions else ({}, None)
+    if cash is None:
+        if equity is None:
+            raise RunError("plan: give the equity (or a CASH entry in the positions file)")
+        marks = np.asarray(arrays.close[row], np.float64)
+        cash = float(equity) - float(sum(q * marks[market.symbols.index(s)] for s, q in quantities.items()))
+    result = plan_orders(run, market, arrays, cash=cash, quantities=quantities, row=row, max_stale_days=max_stale_days,
+                         share_unit=1.0 if whole_shares else 1e-6)
+    write_rows(Path(out) / "plan.csv", result["orders"], ORDER_COLUMNS)
+    write_json(Path(out) / "plan.json", result)
+    return result
+
