@@ -37,7 +37,7 @@ def build(args: argparse.Namespace):
                       n_heads=2, lookback=args.lookback)
     cfg = TrainConfig(policy=pc, window=args.window, batch_size=args.batch, steps=args.steps,
                       eval_every=args.steps // 2, warmup_steps=2)
-    return cfg, make_train(cfg, arr.rows(0, a), context_split(arr, a, b, pc.lookback))
+    return cfg, make_train(cfg, arr.rows(0, a), context_split(arr, a, b, pc.context))
 
 
 def timed(fn, repeat: int) -> float:

@@ -50,10 +50,10 @@ def one_strength(signal: float, args: argparse.Namespace) -> dict:
                       window=args.window, batch_size=16, steps=args.steps, eval_every=max(args.steps // 8, 1),
                       periods_per_year=m.periods_per_year)
     hp = HParams(learning_rate=args.lr, fill_temperature=5e-3)
-    trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, cfg.policy.lookback))
+    trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, cfg.policy.context))
     ts, _ = jax.jit(trainer.train)(jax.random.PRNGKey(args.seed), hp)
     mp = market_params(hp, arrays.is_crypto, "hard", "excess")
-    runs = held_out(trainer.graphdef, ts.best_params, arrays, b, cfg.policy.lookback, mp).paths
+    runs = held_out(trainer.graphdef, ts.best_params, arrays, b, cfg.policy.context, mp).paths
     P = m.periods_per_year
     pol, hold = summary(runs["policy"], P), summary(runs["buy_and_hold"], P)
     bars = jax.tree_util.tree_map(lambda x: x[b:], m.bars())

@@ -57,6 +57,13 @@ class PolicyConfig:
         if not self.w_cap > 0:
             raise ValueError(f"PolicyConfig.w_cap: must be > 0, got {self.w_cap}")
 
+    @property
+    def context(self) -> int:
+        """Rows a decision reads, today's included: the transformer's receptive field `n_layers·(lookback−1)+1`
+        (each layer looks `lookback − 1` rows further back), `lookback` for the MLP (which reads one row; the
+        context only sets where decisions start)."""
+        return self.n_layers * (self.lookback - 1) + 1 if self.model == "transformer" else self.lookback
+
 
 def _attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, n_heads: int) -> jax.Array:
     """Masked multi-head attention over axis -2.  q, k, v: (..., L, D); mask (..., L, L) or broadcastable."""

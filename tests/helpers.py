@@ -105,7 +105,7 @@ def small_trainer(arr, a, b, steps: int = 4, eval_every: int = 2, model: str = "
 
     cfg = TrainConfig(policy=PolicyConfig(model=model, **SMALL_POLICY), window=24, batch_size=4, steps=steps,
                       eval_every=eval_every, periods_per_year=365, **train_kwargs)
-    return cfg, make_train(cfg, arr.rows(0, a), context_split(arr, a, b, cfg.policy.lookback))
+    return cfg, make_train(cfg, arr.rows(0, a), context_split(arr, a, b, cfg.policy.context))
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -142,7 +142,7 @@ def sweep_trainer():
     pc = PolicyConfig(model="mlp", d_model=8, hidden=16, n_heads=2, lookback=8)
     cfg = TrainConfig(policy=pc, window=16, batch_size=2, steps=4, eval_every=2, warmup_steps=1,
                       fill="soft", margin_call=False)
-    return cfg, make_train(cfg, arr.rows(0, a), context_split(arr, a, b, pc.lookback))
+    return cfg, make_train(cfg, arr.rows(0, a), context_split(arr, a, b, pc.context))
 
 
 # ----------------------------------------------------------------------------- CSV files for the data tests

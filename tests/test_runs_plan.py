@@ -4,27 +4,61 @@ closed markets, from a positions file."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 
-from ndjax.dynamics import size_orders, step
+from ndjax.dynamics import size_orders
+from ndjax.policy import create
 from ndjax.report.tables import format_plan
-from ndjax.runs.folder import RunError, load_market, load_run
-from ndjax.runs.plan import ORDER_COLUMNS, plan_next_day
+from ndjax.runs.evaluate import held_out
+from ndjax.runs.folder import RunError, load_market, load_run, run_arrays
+from ndjax.runs.plan import ORDER_COLUMNS, plan_next_day, plan_orders
 from tests.helpers import random_case, to_jax
+from tests.reference import reference_step
+
+_sizes = jax.jit(size_orders)
 
 
 @pytest.mark.parametrize("interest", ["excess", "debit"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_order_sizes_equal_step(seed, interest):
-    params, state, action, bar = to_jax(random_case(seed), interest=interest)
-    _, info = step(params, state, action, bar)
-    sizes = size_orders(params, state, action, bar.tradable, bar.days_elapsed)
-    np.testing.assert_allclose(sizes.buy_qty, info.buy_order_qty, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(sizes.sell_qty, info.sell_order_qty, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(sizes.interest, info.leverage_cost, rtol=1e-6, atol=1e-9)
+def test_order_sizes_equal_the_reference(seed, interest):
+    """The plan's sizing (`size_orders`) against the independent float64 reading of steps 1-2."""
+    case = random_case(seed)
+    params, state, action, bar = to_jax(case, interest=interest)
+    sizes = _sizes(params, state, action, bar.tradable, bar.days_elapsed)
+    ref = reference_step(**case, interest=interest)
+    np.testing.assert_allclose(sizes.buy_qty, ref["buy_order"], rtol=2e-5, atol=1e-7)
+    np.testing.assert_allclose(sizes.sell_qty, ref["sell_order"], rtol=2e-5, atol=1e-7)
+    np.testing.assert_allclose(sizes.interest, ref["interest"], rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(sizes.excess, ref["X"], rtol=2e-5, atol=1e-3)
+
+
+def test_plan_decides_as_the_evaluation_for_a_deep_transformer(run_dir):
+    """A two-layer transformer reads `n_layers·(lookback−1)+1` rows: the plan at a row sizes the same orders as the
+    evaluation's first decision from that row (both see the whole receptive field)."""
+    run = load_run(run_dir)
+    policy = dataclasses.replace(run.config.train.policy, model="transformer", n_layers=2, lookback=6)
+    config = dataclasses.replace(run.config, train=dataclasses.replace(run.config.train, policy=policy))
+    graphdef, params = create(policy, jax.random.PRNGKey(3))
+    params = jax.tree_util.tree_map(lambda x: x * 3.0, params)  # a sharper policy than the zero-initialised head
+    deep = dataclasses.replace(run, config=config, graphdef=graphdef, params=params)
+    assert deep.context == 11
+    market = load_market(deep)
+    arrays = run_arrays(deep, market)
+    start, cash = market.n_days - 30, 1e6
+    assert not np.asarray(market.is_crypto).all() and float(market.stock_tradable_next[start]) > 0
+    result = held_out(graphdef, params, arrays, start, deep.context, config.market_params("hard"),
+                      initial_cash=cash)
+    plan = plan_orders(deep, market, arrays, cash=cash, quantities={}, row=start, share_unit=1e-9)
+    fractions = {o["symbol"]: o["fraction"] for o in plan["orders"] if o["side"] == "buy"}
+    assert fractions
+    expected = np.asarray(result.actions.buy_frac[0], np.float64)
+    for symbol, fraction in fractions.items():
+        assert fraction == pytest.approx(expected[run.symbols.index(symbol)], rel=1e-5, abs=1e-7), symbol
 
 
 def _check_caps(plan: dict) -> None:

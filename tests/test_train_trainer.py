@@ -59,9 +59,9 @@ def _held_out_sortino_gap(seed: int, signal: float) -> float:
     cfg = TrainConfig(policy=PolicyConfig(model="mlp", **SMALL_POLICY), window=64, batch_size=8, steps=200,
                       eval_every=50, periods_per_year=m.periods_per_year)
     hp = HParams(learning_rate=3e-3, fill_temperature=5e-3, stock_max_leverage=1.0)
-    trainer = make_train(cfg, arr.rows(0, a), context_split(arr, a, b, cfg.policy.lookback))
+    trainer = make_train(cfg, arr.rows(0, a), context_split(arr, a, b, cfg.policy.context))
     ts, _ = jax.jit(trainer.train)(jax.random.PRNGKey(seed), hp)
-    runs = held_out(trainer.graphdef, ts.best_params, arr, b, cfg.policy.lookback,
+    runs = held_out(trainer.graphdef, ts.best_params, arr, b, cfg.policy.context,
                     market_params(hp, arr.is_crypto, "hard", "excess")).paths
     s = {k: float(summary(v, m.periods_per_year).sortino) for k, v in runs.items()}
     return s["policy"] - max(s["buy_and_hold"], s["cash"])

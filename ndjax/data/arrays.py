@@ -90,6 +90,7 @@ def prepare(market: MarketData, train_rows: int, normalizer: Normalizer | None =
     return normalizer, market_arrays(market, normalizer.apply(raw))
 
 
-def context_split(arrays: MarketArrays, start: int, stop: int, lookback: int) -> MarketArrays:
-    """Rows `start:stop` with `lookback` rows of encoder context before `start` (clipped at row 0)."""
-    return arrays.rows(max(start - lookback, 0), stop)
+def context_split(arrays: MarketArrays, start: int, stop: int, context: int) -> MarketArrays:
+    """Rows `start:stop` with `context` rows of encoder context before `start` (clipped at row 0); `context` is
+    `PolicyConfig.context`, the rows a decision reads."""
+    return arrays.rows(max(start - context, 0), stop)

@@ -45,7 +45,7 @@ class RetrainPolicy:
 def score(run: Run, session: PaperSession, start: int, stop: int) -> float:
     """The run's objective of its hard-fill path over rows `start .. stop-1` of the session's market."""
     arrays = run_arrays(run, session.market)
-    paths = held_out(run.graphdef, run.params, arrays, start, run.lookback,
+    paths = held_out(run.graphdef, run.params, arrays, start, run.context,
                      run.config.market_params("hard", is_crypto=session.market.is_crypto), stop,
                      run.config.train.initial_cash).paths
     cfg, hp = run.config.train, run.config.hparams
@@ -58,7 +58,7 @@ def retrain(session: PaperSession, row: int, policy: RetrainPolicy) -> bool:
     champion, dates = session.run, session.market.dates
     date = str(dates[row])
     start = row + 1 - policy.val_days
-    if start - champion.lookback < champion.config.train.window + champion.lookback + 1:
+    if start - champion.context < champion.config.train.window + champion.context + 1:
         session.ledger.record_event(date, "retrain", f"skipped: {row + 1} rows are too few to train and validate")
         return False
     folder = policy.data_dir or champion.config.source.data_dir

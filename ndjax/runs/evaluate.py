@@ -42,19 +42,19 @@ class HeldOut:
     paths: dict[str, StepInfo]
 
 
-def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, lookback: int,
+def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, context: int,
              mp: MarketParams, stop: int | None = None, initial_cash: float = 1.0,
              truth: SyntheticTruth | None = None) -> HeldOut:
     """The policy and both baselines over bars `start+1 .. stop-1`, all flat at the close of row `start`; the
-    policy's encoder reads up to `lookback` rows of context before `start`. `stop - start - 1` steps each.
+    policy's encoder reads `context` rows before `start` (`PolicyConfig.context`). `stop - start - 1` steps each.
     With the synthetic market's `truth` (rows of `arrays`), the oracle's path is added under "oracle"."""
     stop = arrays.n_days if stop is None else stop
-    if not lookback <= start < stop - 1:
-        raise RunError(f"held-out rows [{start}, {stop}): the start needs {lookback} rows of encoder context before "
+    if not context <= start < stop - 1:
+        raise RunError(f"held-out rows [{start}, {stop}): the start needs {context} rows of encoder context before "
                        "it and at least one bar after it")
-    ctx = context_split(arrays, start, stop, lookback)
-    actions, policy = simulate_policy_jit(graphdef, params, ctx, mp, lookback, initial_cash)
-    bars = jax.tree_util.tree_map(lambda x: x[lookback:], ctx.bars())
+    ctx = context_split(arrays, start, stop, context)
+    actions, policy = simulate_policy_jit(graphdef, params, ctx, mp, context, initial_cash)
+    bars = jax.tree_util.tree_map(lambda x: x[context:], ctx.bars())
     cash = jnp.asarray(initial_cash, bars.close.dtype)
     paths = {"policy": policy, **run_baselines(mp, bars, cash)}
     if truth is not None:
@@ -78,7 +78,7 @@ def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: 
 
     Returns `(actions, infos)` with time on axis 0 (`stop - start - lag` steps).
     """
-    L = run.lookback
+    L = run.context
     if not L <= start < stop - lag:
         raise RunError(f"period rows [{start}, {stop}): the start needs {L} rows of encoder context before it "
                        f"and at least {lag} bar(s) after it")
@@ -200,7 +200,7 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
     period = market.dates[lo + 1: hi]
     own = data_dir is None and tuple(market.symbols) == run.symbols
     truth = run.config.source.truth(market) if own else None
-    result = held_out(run.graphdef, run.params, arrays, lo, run.lookback,
+    result = held_out(run.graphdef, run.params, arrays, lo, run.context,
                       run.config.market_params("hard", is_crypto=market.is_crypto), hi, cash, truth)
     _, lag2 = simulate_run(run, arrays, lo, hi, lag=2, initial_cash=cash)
     extra = {"policy_lag2": summary(lag2, P)}

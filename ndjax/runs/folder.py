@@ -115,8 +115,9 @@ class Run:
     checkpoint_meta: dict
 
     @property
-    def lookback(self) -> int:
-        return self.config.train.policy.lookback
+    def context(self) -> int:
+        """Rows of history a decision reads (`PolicyConfig.context`)."""
+        return self.config.train.policy.context
 
     @property
     def symbols(self) -> tuple[str, ...]:

@@ -73,7 +73,7 @@ def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: An
     a, b = split_rows(market, spec.train_end, spec.val_end, need_test=need_test)
     normalizer, arrays = prepare(market, a)
     cfg = replace(spec.train, periods_per_year=market.periods_per_year)
-    L = cfg.policy.lookback
+    L = cfg.policy.context
     if b < L:
         raise RunError(f"date split: validation ends at row {b}, before {L} rows of encoder context exist")
     dates = market.dates
@@ -112,7 +112,7 @@ def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, init_from
     t_train = time.perf_counter() - t_train
 
     run = load_run(out)
-    result = held_out(run.graphdef, run.params, prepared.arrays, b, cfg.policy.lookback, config.market_params("hard"),
+    result = held_out(run.graphdef, run.params, prepared.arrays, b, run.context, config.market_params("hard"),
                       None, cfg.initial_cash, spec.source.truth(prepared.market))
     test_dates = prepared.market.dates[b + 1:]
     title = [f"Policy (best checkpoint, step {run.step}, validation score {float(run.checkpoint_meta['score']):.3f}), "

@@ -87,8 +87,8 @@ def plan_orders(run: Run, market: MarketData, arrays: MarketArrays, *, cash: flo
         days = 1.0 if is_crypto.any() else float(market.next_session_days[row])
     next_day = date + np.timedelta64(int(days), "D")
 
-    # the policy's action: embedding of row `row` (enough context for every encoder layer), the book
-    n_ctx = min(row + 1, (run.config.train.policy.n_layers + 1) * run.lookback + 1)
+    # the policy's action: embedding of row `row` (its whole receptive field), the book
+    n_ctx = min(row + 1, run.context)
     feats = arrays.features[row + 1 - n_ctx: row + 1]
     valid = arrays.valid[row + 1 - n_ctx: row + 1]
     mark = arrays.close[row]

@@ -105,9 +105,9 @@ class Trainer:
 
 
 def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketArrays) -> Trainer:
-    """Build the run. `val_arrays` must include `cfg.policy.lookback` rows of context before the
+    """Build the run. `val_arrays` must include `cfg.policy.context` rows of context before the
     validation period (see `context_split`)."""
-    L, W = cfg.policy.lookback, cfg.window
+    L, W = cfg.policy.context, cfg.window
     span = L + W + 1
     N = train_arrays.close.shape[1]
     T = train_arrays.n_days
