@@ -44,7 +44,8 @@ def run_case(case: tuple[str, float, int, str, dict]) -> dict:
     spec = JobSpec(source=MarketSource(synthetic_seed=seed, signal=signal, n_stocks=n_stocks, n_crypto=n_crypto,
                                        **overrides.get("source", {})))
     t0 = time.perf_counter()
-    result = train_job(spec, Path(out) / f"{book}_s{signal:+.1f}_seed{seed}", rows=False, progress=False)
+    result = train_job(spec, Path(out) / f"{book}_s{signal:+.1f}_seed{seed}", rows=False, progress=False,
+                       overwrite=True)
     row = {"book": book, "signal": signal, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
     for path in PATHS:
         stats = result.stats[path].as_dict()

@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--seed", type=int, default=0, help="training seed")
     r.add_argument("--out", help="run folder (default runs/<timestamp>)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    r.add_argument("--overwrite", action="store_true", help="delete the checkpoints of an earlier run in --out first")
     r.add_argument("--init-from", help="run folder whose best checkpoint initialises the policy")
     r.add_argument("--keep", type=int, default=3, help="best checkpoints to keep")
     r.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        result = train_job(spec_from_args(args), out, resume=args.resume, init_from=args.init_from, keep=args.keep,
+        result = train_job(spec_from_args(args), out, resume=args.resume, overwrite=args.overwrite,
+                           init_from=args.init_from, keep=args.keep,
                            rows=not args.no_rows, log=lambda line: print(line, file=sys.stderr))
     except ValueError as e:
         raise SystemExit(f"train: {e}") from None

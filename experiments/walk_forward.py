@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_fields(p.add_argument_group("hyperparameters"), HParams)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/walk_forward")
+    p.add_argument("--overwrite", action="store_true", help="retrain folds whose folders hold an earlier run")
     return p.parse_args(argv)
 
 
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for fold in folds:
         print(f"fold {fold.name}: train .. {fold.train_end}, validation .. {fold.val_end}, test {fold.test_start} .. "
               f"{fold.test_end}", file=sys.stderr, flush=True)
-        result = run_fold(spec, fold, out / fold.name.replace(" ", ""), rows=False, progress=False)
+        result = run_fold(spec, fold, out / fold.name.replace(" ", ""), rows=False, progress=False,
+                          overwrite=args.overwrite)
         row = {"fold": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,
                "train_seconds": round(result.train_seconds, 1)}
         for name in ("policy", "buy_and_hold", "cash"):

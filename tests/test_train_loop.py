@@ -6,8 +6,9 @@ import json
 
 import chex
 import jax
+import pytest
 
-from ndjax.train.checkpoints import RunCheckpoints
+from ndjax.train.checkpoints import CheckpointError, RunCheckpoints
 from ndjax.train.config import HParams
 from ndjax.train.loop import fit
 from tests.helpers import small_arrays, small_trainer
@@ -41,3 +42,22 @@ def test_init_params_start_from_given_parameters(tmp_path):
     leaves = lambda t: jax.tree_util.tree_leaves(t.params)  # noqa: E731
     assert any(float(abs(x - y).max()) > 0 for x, y in zip(leaves(tuned), leaves(fresh)))
     chex.assert_trees_all_equal(tuned.step, first.step)
+
+
+def test_a_new_run_never_trains_into_another_runs_checkpoints(tmp_path):
+    """orbax skips a save at or before its latest step: a second run into the same folder would keep the first
+    run's model. It raises instead, and `overwrite` starts the folder afresh."""
+    _, arr, a, b = small_arrays(8)
+    cfg, trainer = small_trainer(arr, a, b, steps=2, eval_every=2)
+    hp = HParams()
+    first = fit(trainer, cfg, hp, jax.random.PRNGKey(0), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="holds checkpoints of another run"):
+        fit(trainer, cfg, hp, jax.random.PRNGKey(1), tmp_path, progress=False)
+    second = fit(trainer, cfg, hp, jax.random.PRNGKey(1), tmp_path, overwrite=True, progress=False)
+    with RunCheckpoints(tmp_path / "checkpoints", existing=True) as ck:
+        restored, _ = ck.restore_best(trainer.init(jax.random.PRNGKey(1), hp))
+    chex.assert_trees_all_equal(restored.best_params, second.best_params)
+    leaves = lambda t: jax.tree_util.tree_leaves(t.best_params)  # noqa: E731
+    assert any(float(abs(x - y).max()) > 0 for x, y in zip(leaves(first), leaves(second)))
+    with RunCheckpoints(tmp_path / "checkpoints") as ck, pytest.raises(CheckpointError, match="step 2 not saved"):
+        ck.save(2, second, 0.0, {})

@@ -70,7 +70,7 @@ def retrain(session: PaperSession, row: int, policy: RetrainPolicy) -> bool:
     out = Path(session.out) / "models" / date
     prepared = start_run(spec, out, need_test=False)
     fit(prepared.trainer, prepared.config.train, prepared.config.hparams, jax.random.PRNGKey(spec.seed), out,
-        init_params=champion.params, keep=1, progress=False)
+        overwrite=True, init_params=champion.params, keep=1, progress=False)
     challenger = load_run(out)
     old, new = score(champion, session, start, row + 1), score(challenger, session, start, row + 1)
     promoted = new > old

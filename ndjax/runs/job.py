@@ -21,7 +21,7 @@ from ndjax.report.writers import write_period_report
 from ndjax.runs.evaluate import captured_share, held_out
 from ndjax.runs.folder import RunConfig, RunError, load_run, restore_params, save_config
 from ndjax.train.config import HParams, TrainConfig
-from ndjax.train.loop import fit
+from ndjax.train.loop import check_fresh, fit
 from ndjax.train.trainer import make_train
 
 
@@ -91,10 +91,11 @@ def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: An
     return PreparedRun(config=config, trainer=trainer, market=market, arrays=arrays, train_rows=a, val_rows=b)
 
 
-def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, init_from: str | Path | None = None,
-              keep: int = 3, rows: bool = True, progress: bool = True, log: Any = None) -> JobResult:
+def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+              init_from: str | Path | None = None, keep: int = 3, rows: bool = True, progress: bool = True, log: Any = None) -> JobResult:
     """Train `spec` into the run folder `out` (or continue it with `resume`), then report the held-out test.
 
+    A folder holding another run's checkpoints raises unless `overwrite` (they are deleted) or `resume`.
     `init_from` starts from another run's best parameters (fine-tuning). `log(message)` receives one line
     describing the data split. Raises `RunError`/`DataError` (both `ValueError`s) naming what is wrong.
     """
@@ -102,12 +103,13 @@ def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, init_from
     out = Path(out)
     if resume and not (out / "checkpoints").is_dir():
         raise RunError(f"{out}: no checkpoints to resume from")
+    check_fresh(out, resume=resume, overwrite=overwrite)
     prepared = start_run(spec, out, log=log)
     config, b = prepared.config, prepared.val_rows
     cfg, hp = config.train, config.hparams
     init_params = restore_params(init_from, cfg) if init_from else None
     t_train = time.perf_counter()
-    fit(prepared.trainer, cfg, hp, jax.random.PRNGKey(spec.seed), out, resume=resume, init_params=init_params,
+    fit(prepared.trainer, cfg, hp, jax.random.PRNGKey(spec.seed), out, resume=resume, overwrite=overwrite, init_params=init_params,
         keep=keep, progress=progress)
     t_train = time.perf_counter() - t_train
 

@@ -62,9 +62,12 @@ class RunCheckpoints:
     def save(self, step: int, state: Any, score: float, meta: dict) -> None:
         """Store `state` (a `TrainState`) at `step` with its validation `score` and JSON-able `meta`."""
         score = float(score) if math.isfinite(float(score)) else UNSCORED
-        self.manager.save(int(step), metrics={"score": score}, args=ocp.args.Composite(
+        saved = self.manager.save(int(step), metrics={"score": score}, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(_jsonable(meta), step=int(step),
                                                                              score=score))))
+        if not saved:  # orbax skips a step at or before the latest one instead of overwriting it
+            raise CheckpointError(f"{self.directory}: step {step} not saved: the folder already holds checkpoints "
+                                  f"up to step {self.latest_step()}")
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -101,6 +104,14 @@ class RunCheckpoints:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def saved_steps(directory: str | Path) -> list[int]:
+    """The steps checkpointed in `directory` (empty when it does not exist)."""
+    if not Path(directory).is_dir():
+        return []
+    with RunCheckpoints(directory, existing=True) as checkpoints:
+        return sorted(checkpoints.steps())
 
 
 def _leaf_names(tree: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ checkpoints between chunks) follows the pure run's updates; a resumed run contin
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ndjax.report.writers import atomic_write_text
-from ndjax.train.checkpoints import RunCheckpoints
+from ndjax.train.checkpoints import CheckpointError, RunCheckpoints, saved_steps
 from ndjax.train.config import HParams, TrainConfig
 from ndjax.train.trainer import Trainer, TrainState
 
@@ -31,6 +32,15 @@ def _truncate_log(path: Path, last_step: int) -> None:
         atomic_write_text(path, "".join(ln + "\n" for ln in lines))
 
 
+def check_fresh(run_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """Raise `CheckpointError` when a new run (neither `resume` nor `overwrite`) would train into a folder that
+    holds another run's checkpoints (they would shadow the new one's)."""
+    steps = [] if resume or overwrite else saved_steps(Path(run_dir) / CHECKPOINT_DIR)
+    if steps:
+        raise CheckpointError(f"{run_dir}: holds checkpoints of another run (steps {steps[0]} .. {steps[-1]}); "
+                              "resume it, overwrite it, or train into an empty folder")
+
+
 def fit(
     trainer: Trainer,
     cfg: TrainConfig,
@@ -40,6 +50,7 @@ def fit(
     *,
     meta: dict | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     init_params: Any = None,
     keep: int = 3,
     stop_after: int | None = None,
@@ -47,14 +58,18 @@ def fit(
 ) -> TrainState:
     """Train to `cfg.steps` updates, checkpointing after every chunk into `run_dir/checkpoints`.
 
-    `resume` continues from the latest checkpoint; `init_params` starts from given parameters (fine-tuning)
-    with a fresh optimiser. `stop_after` ends after that many chunks (used to test resumption). Appends one
+    `resume` continues from the latest checkpoint; otherwise a folder that holds checkpoints already raises
+    `CheckpointError`, unless `overwrite` deletes them first. `init_params` starts from given parameters
+    (fine-tuning) with a fresh optimiser. `stop_after` ends after that many chunks (used to test resumption). Appends one
     JSON line per chunk to `run_dir/metrics.jsonl`; `progress` shows a tqdm bar on stderr.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / METRICS_FILE
     template = trainer.init(key, hp)
+    check_fresh(run_dir, resume=resume, overwrite=overwrite)
+    if overwrite and not resume:
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     with RunCheckpoints(run_dir / CHECKPOINT_DIR, keep=keep) as checkpoints:
         if resume and checkpoints.latest_step() is not None:
             ts, _ = checkpoints.restore_latest(template)
