@@ -29,7 +29,8 @@ HELP: Mapping[str, str] = {
     "risk_aversion": "gamma of 'mean_variance' (mean - gamma/2 variance)",
     "fill_temperature": "soft-fill scale of training gradients", "maker_fee": "fee on both legs",
     "stock_max_leverage": "stock initial margin = 1 / this", "crypto_max_leverage": "crypto margin = 1 / this",
-    "leverage_fee_rate": "annual interest on leverage", "maintenance_margin": "stock maintenance margin",
+    "leverage_fee_rate": "annual interest on leverage", "day_count": "days per year of that rate (360 at Alpaca)",
+    "maintenance_margin": "stock maintenance margin",
     "liquidation_slippage": "price concession of a forced sale",
 }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -42,16 +43,20 @@ def remember_trades(memory: ProbeState, held: jax.Array, bought: jax.Array, sold
     """Sells close a trade at `sell_px (1 - f) / cost_basis - 1`; buys average into the cost basis.
 
     `held (..., N)` units before, `bought`/`sold` units executed at `buy_px`/`sell_px`, `held_after` units after.
+    NumPy inputs stay NumPy (float64 bookkeeping on the host: the ledger, per-symbol attribution); any JAX array
+    (or tracer) among them makes it JAX.
     """
+    xp = jnp if any(isinstance(x, jax.Array) for x in (*jax.tree_util.tree_leaves(memory), held, bought, sold,
+                                                        buy_px, sell_px, f, held_after)) else np
     closing = sold > 0
     has_basis = memory.cost_basis > 0
-    closed = jnp.where(has_basis, sell_px * (1 - f) / jnp.where(has_basis, memory.cost_basis, 1.0) - 1, 0.0)
-    held_cost = jnp.maximum(held - sold, 0) * memory.cost_basis + bought * buy_px * (1 + f)
+    closed = xp.where(has_basis, sell_px * (1 - f) / xp.where(has_basis, memory.cost_basis, 1.0) - 1, 0.0)
+    held_cost = xp.maximum(held - sold, 0) * memory.cost_basis + bought * buy_px * (1 + f)
     positive = held_after > 0
-    basis = jnp.where(positive, held_cost / jnp.where(positive, held_after, 1.0), 0.0)
+    basis = xp.where(positive, held_cost / xp.where(positive, held_after, 1.0), 0.0)
     return ProbeState(
         cost_basis=basis,
-        last=jnp.where(closing, closed, memory.last),
-        previous=jnp.where(closing, memory.last, memory.previous),
+        last=xp.where(closing, closed, memory.last),
+        previous=xp.where(closing, memory.last, memory.previous),
         n_closed=memory.n_closed + closing.astype(memory.n_closed.dtype),
     )

@@ -4,6 +4,7 @@ no module is over 400 lines, and library code never ends the process."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ndjax"
@@ -87,3 +88,14 @@ def test_library_code_does_not_exit():
             if isinstance(node, ast.Call) and ast.unparse(node.func) in ("sys.exit", "exit", "quit", "os._exit"):
                 exits.append(name)
     assert not exits, exits
+
+
+def test_docs_cite_files_that_exist():
+    """Every `tests/…`, `ndjax/…`, `experiments/…` or `benchmarks/…` path named in the README and docs/ exists."""
+    root = PACKAGE.parent
+    cited = set()
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        cited |= {(doc.name, m) for m in re.findall(r"\b((?:tests|ndjax|experiments|benchmarks)/[\w/.-]*\.(?:py|md))",
+                                                    doc.read_text())}
+    missing = sorted(f"{doc}: {path}" for doc, path in cited if not (root / path).is_file())
+    assert not missing, missing

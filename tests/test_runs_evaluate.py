@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import csv
 
+import jax
 import numpy as np
 import pytest
 
 from ndjax.metrics import PathStats, summary
 from ndjax.report.writers import DAILY_COLUMNS
-from ndjax.runs.evaluate import evaluate_run, lag_check, simulate_run
+from ndjax.runs.evaluate import evaluate_run, lag_check, per_symbol, simulate_run
 from ndjax.runs.folder import load_market, load_run, run_arrays
+from ndjax.sim import simulate
+from tests.test_dynamics_margin import _harsh_path
 
 
 def test_evaluate_outputs_match_summary(run_dir, tmp_path):
@@ -102,3 +105,25 @@ def test_a_run_trades_a_universe_it_was_not_trained_on(run_dir, tmp_path):
     plan = plan_next_day(run, tmp_path / "pl", data_dir=str(folder), symbols=["AAA", "ZZZ-USD"], equity=10_000)
     assert {o["symbol"] for o in plan["orders"]} <= {"AAA", "ZZZ-USD"} and plan["orders"]
     assert {o["asset_class"] for o in plan["orders"] if o["symbol"] == "ZZZ-USD"} == {"crypto"}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_symbol_adds_up_through_margin_calls(seed):
+    """On a violent path with forced sales, each asset's PnL (sales and forced sales against the average cost,
+    what is held at the last close, its share of interest) sums to the account's equity change, fees too."""
+    with jax.enable_x64(True):
+        params, state0, actions, bars = _harsh_path(seed, T=300, B=8)
+        _, infos = simulate(params, state0, actions, bars)
+    b = int(np.argmax(np.asarray(infos.margin_call).sum(0)))  # the portfolio with the most calls
+    take = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:, b], tree)  # noqa: E731
+    path, acts = take(infos), take(actions)
+    assert path.margin_call.sum() > 3 and (path.forced_qty > 0).sum() > 3
+    closes = np.concatenate([np.asarray(state0.mark)[b:b + 1], np.asarray(bars.close)[:, b]])
+    rows = per_symbol(path, acts, closes, np.asarray(params.is_crypto), float(params.maker_fee), list("ABCDE"),
+                      float(params.liquidation_slippage))
+    change = float(path.equity[-1]) - float(np.asarray(state0.cash)[b])
+    assert sum(r["pnl"] for r in rows) == pytest.approx(change, rel=1e-9, abs=1e-6)
+    assert sum(r["fees"] for r in rows) == pytest.approx(float(path.fees.sum()), rel=1e-9)
+    assert sum(r["interest"] for r in rows) == pytest.approx(float(path.leverage_cost.sum()), rel=1e-9)
+    assert sum(r["forced_sales"] for r in rows) == int((path.forced_qty > 0).sum())
+    assert [r["final_quantity"] for r in rows] == pytest.approx(list(path.inventory[-1]))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
 import numpy as np
 import pytest
 
+from ndjax.dynamics import MarketParams
 from ndjax.runs.folder import (
     RunConfig,
     RunError,
@@ -17,6 +19,7 @@ from ndjax.runs.folder import (
     run_arrays,
     save_config,
 )
+from ndjax.train.config import MARKET_RULES
 
 
 def test_config_round_trip(run_dir, tmp_path):
@@ -26,6 +29,20 @@ def test_config_round_trip(run_dir, tmp_path):
     assert again.to_dict() == config.to_dict() and isinstance(again, RunConfig)
     assert again.train.policy.lookback == 8 and again.symbols == config.symbols
     np.testing.assert_array_equal(again.normalizer.mean, config.normalizer.mean)
+
+
+def test_a_run_carries_alpacas_rules(run_dir):
+    """Every rule of the Alpaca preset (ACT/360 debit interest included) can be a run's rules."""
+    config = load_config(run_dir)
+    mask = np.asarray(config.is_crypto, bool)
+    want = MarketParams.alpaca(mask)
+    hparams = config.hparams.replace(**{k: getattr(want, k) for k in MARKET_RULES})
+    run = dataclasses.replace(config, hparams=hparams, train=dataclasses.replace(config.train, interest=want.interest))
+    again = RunConfig.from_dict(json.loads(json.dumps(run.to_dict())))
+    got = again.market_params("hard")
+    for name in (*MARKET_RULES, "interest", "margin_call"):
+        assert np.asarray(getattr(got, name)) == pytest.approx(np.asarray(getattr(want, name))), name
+    assert float(got.day_count) == 360.0 and got.interest == "debit"
 
 
 @pytest.mark.parametrize("text, needle", [

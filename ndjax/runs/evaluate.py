@@ -16,10 +16,11 @@ from flax import nnx
 from ndjax.baselines import run_baselines
 from ndjax.data.arrays import MarketArrays, context_split
 from ndjax.data.calendar import row_at_or_after, row_at_or_before
-from ndjax.dynamics import Action, MarketParams, StepInfo
 from ndjax.data.synthetic import SyntheticTruth
+from ndjax.dynamics import Action, MarketParams, StepInfo
 from ndjax.metrics import PathStats, summary
 from ndjax.oracle import run_oracle, truth_rows
+from ndjax.probe import ProbeState, remember_trades
 from ndjax.report.tables import COMPARISON_HEADER, format_comparison_line, format_symbols
 from ndjax.report.writers import write_period_report, write_rows
 from ndjax.runs.folder import Run, RunError, load_market, run_arrays
@@ -112,26 +113,22 @@ def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_f
     total = stock_value.sum(-1, keepdims=True)
     cost = np.asarray(infos.leverage_cost, np.float64)[:, None]
     interest = np.where(total > 0, cost * stock_value / np.where(total > 0, total, 1), 0).sum(0)
-    held = np.zeros(N)
-    basis = np.zeros(N)  # total cost of the units held (fees included)
+    held, zero = np.zeros(N), np.zeros(N)
+    memory = ProbeState(cost_basis=zero, last=zero, previous=zero, n_closed=zero)  # the average cost per unit
     realised = np.zeros(N)
     forced = np.asarray(infos.forced_qty, np.float64)
     forced_px = marks[1:] * (1 - float(liquidation_slippage))
     for t in range(T):
-        avg = np.where(held > 0, basis / np.where(held > 0, held, 1), 0)
         sold = np.minimum(xs[t], held)
-        realised += sold * sp[t] * (1 - f) - sold * avg
-        basis -= sold * avg
-        held = held - sold
-        basis += xb[t] * bp[t] * (1 + f)
-        held = held + xb[t]
-        avg = np.where(held > 0, basis / np.where(held > 0, held, 1), 0)
-        called = np.minimum(forced[t], held)  # a margin call sells at the close after the bar's own trades
-        realised += called * forced_px[t] * (1 - f) - called * avg
-        basis -= called * avg
+        realised += sold * (sp[t] * (1 - f) - memory.cost_basis)
+        after = held - sold + xb[t]
+        memory = remember_trades(memory, held, xb[t], sold, bp[t], sp[t], f, after)
+        called = np.minimum(forced[t], after)  # a margin call sells at the close after the bar's own trades
+        realised += called * (forced_px[t] * (1 - f) - memory.cost_basis)
+        memory = remember_trades(memory, after, zero, called, bp[t], forced_px[t], f, inv[t])
         held = inv[t]
     last = marks[-1]
-    unrealised = held * last - basis
+    unrealised = held * (last - memory.cost_basis)
     fees = f * ((xb * bp).sum(0) + (xs * sp).sum(0) + (forced * forced_px).sum(0))
     placed_b, placed_s = np.asarray(infos.buy_order_qty) > 0, np.asarray(infos.sell_order_qty) > 0
     fb, fs = np.asarray(infos.buy_fill, np.float64), np.asarray(infos.sell_fill, np.float64)

@@ -15,8 +15,8 @@ from ndjax.dynamics import MarketParams
 from ndjax.policy import PolicyConfig
 
 _MARKET = {f.name: f.default for f in dataclasses.fields(MarketParams)}
-MARKET_RULES = ("maker_fee", "stock_max_leverage", "crypto_max_leverage", "leverage_fee_rate", "maintenance_margin",
-                "liquidation_slippage")
+MARKET_RULES = ("maker_fee", "stock_max_leverage", "crypto_max_leverage", "leverage_fee_rate", "day_count",
+                "maintenance_margin", "liquidation_slippage")
 """`HParams` fields that are market rules: their defaults are `MarketParams`'s."""
 
 
@@ -35,6 +35,7 @@ class HParams:
     stock_max_leverage: Any = _MARKET["stock_max_leverage"]
     crypto_max_leverage: Any = _MARKET["crypto_max_leverage"]
     leverage_fee_rate: Any = _MARKET["leverage_fee_rate"]
+    day_count: Any = _MARKET["day_count"]  # days per year of the interest rate (360 at Alpaca)
     maintenance_margin: Any = _MARKET["maintenance_margin"]
     liquidation_slippage: Any = _MARKET["liquidation_slippage"]
 
@@ -86,7 +87,7 @@ def market_params(hp: HParams, is_crypto: jax.Array, fill: str, interest: str = 
     """The transition's params for these hyperparameters, `is_crypto (N,)`, and the static modes."""
     return MarketParams(
         is_crypto=is_crypto, maker_fee=hp.maker_fee, stock_max_leverage=hp.stock_max_leverage,
-        crypto_max_leverage=hp.crypto_max_leverage, leverage_fee_rate=hp.leverage_fee_rate,
+        crypto_max_leverage=hp.crypto_max_leverage, leverage_fee_rate=hp.leverage_fee_rate, day_count=hp.day_count,
         fill_temperature=hp.fill_temperature, maintenance_margin=hp.maintenance_margin,
         liquidation_slippage=hp.liquidation_slippage, fill=fill, interest=interest, margin_call=margin_call,
     )
