@@ -68,12 +68,9 @@ class MarketParams:
         if self.fill not in FILL_MODES:
             raise ValueError(f"MarketParams.fill: unknown fill mode {self.fill!r}; expected one of {FILL_MODES}")
         if self.interest not in INTEREST_MODES:
-            raise ValueError(
-                f"MarketParams.interest: unknown interest mode {self.interest!r}; expected one of {INTEREST_MODES}")
+            raise ValueError(f"MarketParams.interest: unknown mode {self.interest!r}; expected one of {INTEREST_MODES}")
         values = {name: _concrete(getattr(self, name)) for name in _POSITIVE + _NON_NEGATIVE}
-        for name, value in values.items():
-            if value is None:
-                continue
+        for name, value in ((k, v) for k, v in values.items() if v is not None):
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"MarketParams.{name}: must be finite, got {value}")
             if name in _POSITIVE and np.any(value <= 0):
@@ -89,7 +86,6 @@ class MarketParams:
             raise ValueError(f"MarketParams.liquidation_slippage: {sl} + maker_fee {f} must stay below "
                              f"min(1/stock_max_leverage, 1/crypto_max_leverage) = {np.minimum(1 / ls, 1 / lc)}, "
                              "or a forced sale would not free any requirement")
-
 
     @classmethod
     def alpaca(cls, is_crypto: Any, **overrides: Any) -> MarketParams:
@@ -191,6 +187,16 @@ def init_state(initial_cash: Any, mark: jax.Array, *, probe: bool = False) -> Po
     cash = jnp.broadcast_to(jnp.asarray(initial_cash, dtype=mark.dtype), mark.shape[:-1])
     return PortfolioState(cash=cash, inventory=jnp.zeros_like(mark), mark=mark,
                           probe=empty_memory(mark) if probe else None)
+
+
+def execution_prices(params: MarketParams, action: Action, bar: Bar) -> tuple[jax.Array, jax.Array]:
+    """Where filled limits execute `(..., N)` each: at the limits, or with `gap_fill` at the open when the bar
+    gapped through them (`min(limit, open)` for buys, `max(limit, open)` for sells)."""
+    if not params.gap_fill:
+        return action.buy_price, action.sell_price
+    if bar.open is None:
+        raise ValueError("MarketParams.gap_fill needs Bar.open")
+    return jnp.minimum(action.buy_price, bar.open), jnp.maximum(action.sell_price, bar.open)
 
 
 @jax.custom_jvp
@@ -366,11 +372,7 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
             raise ValueError("MarketParams.participation_cap needs Bar.volume")
         cap = params.participation_cap * bar.volume
         xb, xs = jnp.minimum(xb, cap), jnp.minimum(xs, cap)
-    buy_px, sell_px = action.buy_price, action.sell_price
-    if params.gap_fill:
-        if bar.open is None:
-            raise ValueError("MarketParams.gap_fill needs Bar.open")
-        buy_px, sell_px = jnp.minimum(buy_px, bar.open), jnp.maximum(sell_px, bar.open)
+    buy_px, sell_px = execution_prices(params, action, bar)
     buy_notional = jnp.sum(xb * buy_px, axis=-1)
     sell_notional = jnp.sum(xs * sell_px, axis=-1)
     c2 = c1 - jnp.sum(xb * buy_px * (1 + f), axis=-1) + jnp.sum(xs * sell_px * (1 - f), axis=-1)

@@ -1,6 +1,11 @@
 """A local stand-in for the subset of Alpaca's trading REST API the Alpaca broker uses, answering with the
 response shapes alpaca-py's models parse (ids are UUIDs, money fields strings, times ISO with Z). It binds to
-127.0.0.1 only; the test decides when orders fill."""
+127.0.0.1 only; the test decides when orders fill.
+
+Like Alpaca: a new account holds $100,000 in cash; cancelling is asynchronous (the order shows pending_cancel for
+`cancel_reads` reads, then canceled), and a fill can land meanwhile (`fill_on_cancel`); the crypto fee is taken in
+the asset received (a buy of q coins adds q (1 - crypto_fee) to the position, a sale pays it in dollars); an order
+in `refuse` is refused with HTTP 403."""
 
 from __future__ import annotations
 
@@ -11,13 +16,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 NOW = "2026-11-24T21:00:00.000000Z"
+TERMINAL = ("filled", "canceled", "expired", "rejected", "replaced")
 
 
 class FakeAlpaca:
     """Account state, orders by id, and the requests seen (method, path, body)."""
 
-    def __init__(self, cash: float = 25_000.0):
+    def __init__(self, cash: float = 100_000.0, crypto_fee: float = 0.0015, cancel_reads: int = 1):
         self.cash, self.positions, self.orders, self.requests = cash, {}, {}, []
+        self.crypto_fee, self.cancel_reads = crypto_fee, cancel_reads
+        self.fill_on_cancel: dict[str, tuple[float, float]] = {}  # client id -> (units, price) filled as it cancels
+        self.refuse: dict[str, str] = {}  # client id -> the reason its submission is refused
         self.lock = threading.Lock()
         fake = self
 
@@ -42,20 +51,20 @@ class FakeAlpaca:
                     code, out = fake.handle(method, url.path, parse_qs(url.query), body)
                 self._send(code, out)
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 self._route("GET")
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self._route("POST")
 
-            def do_DELETE(self):  # noqa: N802
+            def do_DELETE(self):
                 self._route("DELETE")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> FakeAlpaca:
+    def __enter__(self) -> FakeAlpaca:  # noqa: PYI034
         self.thread.start()
         return self
 
@@ -74,6 +83,8 @@ class FakeAlpaca:
                           "asset_class": "crypto" if "USD" in s else "us_equity", "avg_entry_price": "1.0",
                           "qty": repr(q), "side": "long", "cost_basis": "1.0"} for s, q in self.positions.items() if q]
         if method == "POST" and path == "/v2/orders":
+            if body["client_order_id"] in self.refuse:
+                return 403, {"code": 40310000, "message": self.refuse[body["client_order_id"]]}
             if any(o["client_order_id"] == body["client_order_id"] for o in self.orders.values()):
                 return 422, {"code": 40010001, "message": "client_order_id must be unique"}
             oid = str(uuid.uuid4())
@@ -89,30 +100,53 @@ class FakeAlpaca:
             cid = query["client_order_id"][0]
             for o in self.orders.values():
                 if o["client_order_id"] == cid:
-                    return 200, o
+                    return 200, self._read(o)
             return 404, {"code": 40410000, "message": "order not found"}
         if method == "GET" and path == "/v2/orders":
             wanted = query.get("status", ["open"])[0]
-            chosen = [o for o in self.orders.values() if wanted == "all" or (o["status"] in ("new", "partially_filled"))
+            chosen = [o for o in self.orders.values() if wanted == "all" or (o["status"] not in TERMINAL)
                       == (wanted == "open")]
-            return 200, chosen
+            return 200, [{k: v for k, v in o.items() if not k.startswith("_")} for o in chosen]
         if method == "DELETE" and path.startswith("/v2/orders/"):
             o = self.orders.get(path.rsplit("/", 1)[1])
             if o is None:
                 return 404, {"code": 40410000, "message": "order not found"}
-            o["status"] = "canceled"
+            if o["status"] in TERMINAL or o["status"] == "pending_cancel":
+                return 422, {"code": 42210000, "message": f"order is {o['status']}"}
+            if o["client_order_id"] in self.fill_on_cancel:
+                self._fill(o, *self.fill_on_cancel.pop(o["client_order_id"]))
+            o["status"], o["_reads"] = "pending_cancel", 0
             return 204, None
         return 404, {"code": 40400000, "message": f"no route {method} {path}"}
 
+    def _read(self, o: dict) -> dict:
+        """An order as a read returns it: one being cancelled turns canceled after `cancel_reads` reads."""
+        if o["status"] == "pending_cancel":
+            o["_reads"] += 1
+            if o["_reads"] > self.cancel_reads:
+                o["status"] = "filled" if float(o["filled_qty"]) >= float(o["qty"]) else "canceled"
+        return {k: v for k, v in o.items() if not k.startswith("_")}
+
+    def _fill(self, o: dict, qty: float, price: float) -> None:
+        """`qty` more units of order `o` at `price`; cash and units move as at Alpaca (crypto fees in the asset
+        received)."""
+        done = float(o["filled_qty"])
+        average = (done * float(o["filled_avg_price"] or 0) + qty * price) / (done + qty)
+        o.update(filled_qty=repr(done + qty), filled_avg_price=repr(average))
+        if o["status"] != "pending_cancel":
+            o["status"] = "filled" if done + qty >= float(o["qty"]) else "partially_filled"
+        crypto, key = "/" in o["symbol"], o["symbol"].replace("/", "")
+        fee = self.crypto_fee if crypto else 0.0
+        if o["side"] == "buy":
+            self.positions[key] = self.positions.get(key, 0.0) + qty * (1 - fee)
+            self.cash -= qty * price
+        else:
+            self.positions[key] = self.positions.get(key, 0.0) - qty
+            self.cash += qty * price * (1 - fee)
+
     def fill(self, client_id: str, qty: float | None = None, price: float | None = None) -> None:
-        """Fill an order (all of it by default, at its limit) and move cash and units as a broker would."""
+        """Fill an order (all of it by default, at its limit) and move cash and units as Alpaca would."""
         with self.lock:
             o = next(o for o in self.orders.values() if o["client_order_id"] == client_id)
-            qty = float(o["qty"]) if qty is None else qty
-            price = float(o["limit_price"]) if price is None else price
-            o.update(filled_qty=repr(qty), filled_avg_price=repr(price),
-                     status="filled" if qty >= float(o["qty"]) else "partially_filled")
-            sign = 1 if o["side"] == "buy" else -1
-            key = o["symbol"].replace("/", "")
-            self.positions[key] = self.positions.get(key, 0.0) + sign * qty
-            self.cash -= sign * qty * price
+            qty = float(o["qty"]) - float(o["filled_qty"]) if qty is None else qty
+            self._fill(o, qty, float(o["limit_price"]) if price is None else price)

@@ -22,7 +22,7 @@ def test_ramp_and_halt_arithmetic():
     assert buy_scale(0.5, 1000.0, 300.0) == pytest.approx(200 / 700)
     assert buy_scale(0.2, 1000.0, 300.0) == 0.0 and buy_scale(1.0, 1000.0, 300.0) == 1.0
     assert buy_scale(0.5, 100.0, 200.0) == 1.0  # no pool at all: nothing to scale
-    for bad in (dict(ramp_days=-1), dict(ramp_drawdown=0.0), dict(halt_drawdown=1.5)):
+    for bad in ({"ramp_days": -1}, {"ramp_drawdown": 0.0}, {"halt_drawdown": 1.5}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Controls(**bad)
 

@@ -1,9 +1,11 @@
-"""The daily cycle on a ledger with the simulated broker: paper equals simulation, a re-run changes nothing, a run
-stopped half-way (or killed inside a cycle) ends where one run does, bad ledgers are named."""
+"""The daily cycle on a ledger with the simulated broker: paper equals simulation (through a margin call, in probe
+mode), a re-run changes nothing, a run stopped half-way (or killed inside a cycle, or fed one more day of data at a
+time) ends where one run does, bad ledgers are named."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -13,30 +15,48 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ndjax.paper.broker import BrokerError
+from ndjax.paper.broker import Book, BrokerError, Order
 from ndjax.paper.controls import Controls
 from ndjax.paper.cycle import PaperConfig
 from ndjax.paper.ledger import LedgerError
+from ndjax.paper.simulated import SimulatedBroker
 from ndjax.paper.trade import open_session, paper_trade
-from ndjax.runs.evaluate import evaluate_run
-from ndjax.runs.folder import load_run
+from ndjax.runs.evaluate import evaluate_run, simulate_run
+from ndjax.runs.folder import load_market, load_run, run_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = PaperConfig(controls=Controls(ramp_days=0, halt_drawdown=1.0))
 START, THROUGH = 130, 175  # rows of the tiny run's market: its test split and a little before
+LAST = -1  # the data's last row
 
 
 def _dump(path: Path) -> dict[str, list]:
-    """Every table of a ledger, rows sorted, for comparing two ledgers."""
+    """Every table of a ledger, rows sorted, for comparing two ledgers (its random id, in the meta table and in
+    every client order id, reads `<id>`)."""
     with sqlite3.connect(path) as conn:
+        ledger_id = conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()[0]
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+
+        def same(v):
+            return v.replace(ledger_id, "<id>") if isinstance(v, str) else v
+
+        return {t: sorted((tuple(map(same, r)) for r in conn.execute(f"SELECT * FROM {t}")), key=repr) for t in tables}
 
 
-def _replay(run_dir, ledger, through=THROUGH, start=START, config=PLAIN, **kw):
-    session = open_session(run_dir, ledger, equity=25_000.0, config=config, out=ledger.parent / "report")
+def _replay(run_dir, ledger, through=THROUGH, start=START, config=PLAIN, market=None, **kw):
+    session = open_session(run_dir, ledger, equity=25_000.0, config=config, out=ledger.parent / "report",
+                           market=market)
     dates = session.market.dates
     return session, paper_trade(session, start=str(dates[start]), through=str(dates[through]), rows=False, **kw)
+
+
+def _simulated_equity(run_dir, start=START, through=THROUGH, market=None, **overrides) -> np.ndarray:
+    """Equity at the closes of rows start+1 .. through of the run's policy simulated from 25,000 in cash at row
+    `start` (`simulate_run`, what evaluation runs), on the run's market or `market`."""
+    run = load_run(run_dir)
+    arrays = run_arrays(run, market if market is not None else load_market(run))
+    _, infos = simulate_run(run, arrays, start, through + 1, initial_cash=25_000.0, **overrides)
+    return np.asarray(infos.equity, np.float64)
 
 
 def test_paper_equals_simulation(run_dir, tmp_path):
@@ -57,14 +77,79 @@ def test_paper_equals_simulation(run_dir, tmp_path):
 
 
 def test_rerun_changes_nothing_and_halfway_equals_one_run(run_dir, tmp_path):
-    _replay(run_dir, tmp_path / "one.db")
+    one, _ = _replay(run_dir, tmp_path / "one.db", through=LAST)  # through the data's last row
+    last = str(one.market.dates[-1])
+    assert one.ledger.last_date() == last and one.ledger.orders(last)  # decided on the last row, to be settled later
     before = _dump(tmp_path / "one.db")
-    _, again = _replay(run_dir, tmp_path / "one.db")
+    _, again = _replay(run_dir, tmp_path / "one.db", through=LAST)
     assert again.recorded == 0 and _dump(tmp_path / "one.db") == before
     _replay(run_dir, tmp_path / "two.db", through=START + 20)
-    _, rest = _replay(run_dir, tmp_path / "two.db")
-    assert rest.recorded == THROUGH - START - 20
+    _, rest = _replay(run_dir, tmp_path / "two.db", through=LAST)
+    assert rest.recorded == one.market.n_days - 1 - START - 20
     assert _dump(tmp_path / "two.db") == before
+
+
+def test_day_by_day_on_growing_data_equals_one_replay(run_dir, tmp_path):
+    """Each call sees the data up to its day only (the day's bar is the data's last row), as live trading does:
+    the orders decided on it are settled by the next call, so the ledger is the one replay's."""
+    full = load_market(load_run(run_dir))
+    first = full.n_days - 12
+    for row in range(first, full.n_days):
+        session = open_session(run_dir, tmp_path / "daily.db", market=full[: row + 1], equity=25_000.0, config=PLAIN)
+        assert session.replay(str(full.dates[first]) if row == first else None) == 1
+        session.ledger.close()
+    _replay(run_dir, tmp_path / "once.db", start=first, through=LAST)
+    daily = _dump(tmp_path / "daily.db")
+    assert len(daily["orders"]) > 12 and len(daily["fills"]) > 6  # it trades every day
+    assert daily == _dump(tmp_path / "once.db")
+
+
+def test_a_margin_call_equals_simulation(run_dir, tmp_path):
+    """A crash of the stocks (to a tenth, from row DROP on) puts the levered book below maintenance: the sim broker
+    force-sells at close (1 - slippage), records the call and closes the trades, and paper equity stays the
+    simulation's."""
+    run = load_run(run_dir)
+    market = load_market(run)
+    drop, through = START + 8, START + 14
+    crash = np.where((np.arange(market.n_days)[:, None] >= drop) & ~np.asarray(market.is_crypto), 0.1, 1.0)
+    crashed = dataclasses.replace(market, **{k: getattr(market, k) * crash for k in ("open", "high", "low", "close")})
+    session, _ = _replay(run_dir, tmp_path / "m.db", through=through, market=crashed)
+    days = session.ledger.days()
+    called = [d for d in days if d["margin_call"]]
+    assert [d["date"] for d in called] == [str(market.dates[drop])] and called[0]["forced_notional"] > 0
+    forced = [x for x in session.ledger.fills() if x["kind"] == "margin_call"]
+    assert forced and all(x["date"] == called[0]["date"] for x in forced)
+    sl = float(run.config.hparams.liquidation_slippage)
+    for x in forced:
+        close = float(crashed.close[drop, crashed.symbols.index(x["symbol"])])
+        assert x["price"] == pytest.approx(close * (1 - sl), rel=1e-6)
+    closed = session.ledger.conn.execute("SELECT COUNT(*) FROM closed_trades WHERE date = ?", (called[0]["date"],))
+    assert closed.fetchone()[0] >= len({x["symbol"] for x in forced})
+    paper = np.array([d["equity"] for d in days])[1:]
+    np.testing.assert_allclose(paper, _simulated_equity(run_dir, through=through, market=crashed), rtol=1e-5)
+
+
+def test_sim_fills_at_the_execution_price(run_dir):
+    """With gap fills a buy limit above the open executes at the open, as `dynamics.step` does: the fill's price,
+    its fee and the cash it implies are the transition's."""
+    run = load_run(run_dir)
+    market = load_market(run)
+    arrays = run_arrays(run, market)
+    params = run.config.market_params(is_crypto=market.is_crypto).replace(gap_fill=True)
+    j = 0
+    row = START + int(np.flatnonzero(market.tradable[START:, j])[0])  # a session of the stock
+    opened = float(arrays.open[row, j])
+    limit = max(opened * 1.02, float(arrays.low[row, j]))  # the bar opens below the limit: the buy fills at the open
+    broker = SimulatedBroker(arrays, market.dates, market.symbols, params)
+    order = Order("ndjax-x-1", str(market.dates[row - 1]), market.symbols[j], "buy", limit, 10.0, "stock")
+    broker.sync(Book(cash=25_000.0), [order])
+    settlement = broker.settle(row)
+    (fill,) = settlement.fills
+    f = float(params.maker_fee)
+    assert fill.price == pytest.approx(opened, rel=1e-6) and fill.price < limit
+    assert fill.fee == pytest.approx(f * fill.quantity * opened, rel=1e-6)
+    assert broker.account().cash == pytest.approx(25_000.0 - settlement.interest - fill.quantity * opened * (1 + f),
+                                                  rel=1e-6)
 
 
 CRASH = textwrap.dedent("""
@@ -90,7 +175,8 @@ def test_a_process_killed_inside_a_cycle_leaves_the_previous_day(run_dir, tmp_pa
     kill = START + 10
     child = CRASH.format(root=str(ROOT), run=str(run_dir), ledger=str(tmp_path / "k.db"), kill=kill, start=START,
                          through=THROUGH)
-    proc = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
     assert proc.returncode == 9, proc.stderr[-2000:]
     session = open_session(run_dir, tmp_path / "k.db", equity=25_000.0, config=PLAIN)
     dates = session.market.dates
@@ -137,7 +223,8 @@ def test_out_of_sync_broker_is_named(run_dir, tmp_path):
 
 
 def test_probe_mode_reads_closed_trades_from_the_ledger(run_dir, tmp_path):
-    config = PaperConfig(controls=Controls(ramp_days=0, halt_drawdown=1.0), probe_notional=0.0005)
+    probe = 0.0005
+    config = PaperConfig(controls=Controls(ramp_days=0, halt_drawdown=1.0), probe_notional=probe)
     session, _ = _replay(run_dir, tmp_path / "p.db", config=config)
     ledger = session.ledger
     trades = ledger.conn.execute("SELECT COUNT(*), SUM(return < 0) FROM closed_trades").fetchone()
@@ -145,5 +232,12 @@ def test_probe_mode_reads_closed_trades_from_the_ledger(run_dir, tmp_path):
     memory = ledger.memory(ledger.last_date())
     assert np.all(np.asarray(memory.n_closed) >= 0) and np.any(np.asarray(memory.n_closed) > 0)
     plain, _ = _replay(run_dir, tmp_path / "plain.db")
-    spent = lambda led: sum(o["notional"] for o in led.order_rows() if o["side"] == "buy")  # noqa: E731
+
+    def spent(led):
+        return sum(o["notional"] for o in led.order_rows() if o["side"] == "buy")
+
     assert spent(ledger) < spent(plain.ledger)  # buys after losing trades were capped
+    paper = np.array([d["equity"] for d in ledger.days()])[1:]
+    probed = _simulated_equity(run_dir, probe=True, probe_notional=probe)
+    assert np.abs(probed / _simulated_equity(run_dir) - 1).max() > 1e-4  # the cap changes the path
+    np.testing.assert_allclose(paper, probed, rtol=1e-5)  # and the ledger's memory caps it as the simulation does

@@ -3,8 +3,13 @@
 Keys come from `APCA_API_KEY_ID` and `APCA_API_SECRET_KEY`; the paper endpoint is the default and the live one
 needs `live=True`. Stocks go out as day limit orders and crypto as GTC limit orders (cancelled at the next cycle),
 each with the ledger's deterministic client order id: a re-run finds the order already placed instead of placing
-it twice. Symbols are the ledger's (`BTC-USD`); Alpaca's `BTC/USD` (orders) and `BTCUSD` (positions) are mapped
-at this boundary. Limit prices are rounded to the venue's tick, down for buys and up for sells.
+it twice. An order Alpaca refuses comes back "rejected" with the reason; the others still go out. Symbols are the
+ledger's (`BTC-USD`); Alpaca's `BTC/USD` (orders) and `BTCUSD` (positions) are mapped at this boundary. Limit
+prices are rounded to the venue's tick, down for buys and up for sells.
+
+Fees follow Alpaca's schedule (estimates: the ledger does not read Alpaca's fee postings): no commission on stocks
+(the SEC and FINRA fees on sales are not modelled), `crypto_fee` on crypto, which Alpaca takes in the asset
+received: a crypto buy of q units adds q (1 - crypto_fee) to the position.
 
 Tried against a local server that answers the REST subset used here with alpaca-py's response shapes; never
 against Alpaca itself (no network from the machines this was built on).
@@ -17,9 +22,14 @@ import math
 import os
 from collections.abc import Sequence
 
-from ndjax.paper.broker import Account, Broker, BrokerError, Order, OrderStatus
+from ndjax.dynamics import ALPACA_CRYPTO_MAKER_FEE
+from ndjax.paper.broker import Book, Broker, BrokerError, Order, OrderStatus
 
-CLIENT_PREFIX = "ndjax-"
+MIN_NOTIONAL = {"stock": 1.0, "crypto": 1.0}
+"""Alpaca's smallest order value in dollars: $1 for fractional stock orders and for crypto (from Alpaca's
+fractional-trading and crypto pages, as the brief for this module states them; not checked against the API)."""
+MAX_CLIENT_ID = 48
+"""Longest client order id Alpaca's (older) documentation allows."""
 
 
 def _pair(symbol: str) -> str:
@@ -42,9 +52,12 @@ class AlpacaBroker(Broker):
     """Alpaca's trading API for the ledger's `symbols` (`is_crypto` per symbol)."""
 
     name = "alpaca"
+    fees_estimated = True
+    min_notional = MIN_NOTIONAL
 
     def __init__(self, symbols: Sequence[str], is_crypto: Sequence[bool], *, live: bool = False,
-                 url: str | None = None, key: str | None = None, secret: str | None = None, timeout: float = 20.0):
+                 url: str | None = None, key: str | None = None, secret: str | None = None, timeout: float = 20.0,
+                 crypto_fee: float = ALPACA_CRYPTO_MAKER_FEE):
         try:
             from alpaca.trading.client import TradingClient
         except ImportError:
@@ -63,15 +76,27 @@ class AlpacaBroker(Broker):
             if c:
                 self.to_ledger[_pair(s)] = s
                 self.to_ledger[_pair(s).replace("/", "")] = s
-        self.live = live
+        self.live, self.crypto_fee = live, float(crypto_fee)
 
-    def _call(self, what: str, fn, *args):
+    def fee_rate(self, asset_class: str) -> float:
+        """No commission on stocks; `crypto_fee` (the first tier's maker fee by default) on crypto."""
+        return self.crypto_fee if asset_class == "crypto" else 0.0
+
+    def fee_in_asset(self, asset_class: str, side: str) -> bool:
+        """Alpaca takes a crypto fee in the asset received: the coin on a buy, dollars on a sale."""
+        return asset_class == "crypto" and side == "buy"
+
+    def _call(self, what: str, fn, *args, refused=None):
+        """`fn(*args)`; a refusal (HTTP error) goes to `refused(error)` if given, else both it and a network
+        failure raise a `BrokerError` naming `what`."""
         from alpaca.common.exceptions import APIError
 
         try:
             return fn(*args)
         except APIError as e:
-            raise BrokerError(f"alpaca: {what} failed with HTTP {e.status_code}: {str(e)[:300]}") from None
+            if refused is not None:
+                return refused(e)
+            raise BrokerError(f"alpaca: {what} failed with HTTP {e.status_code}: {_text(e)}") from None
         except OSError as e:
             raise BrokerError(f"alpaca: {what} could not reach the broker ({type(e).__name__}: {e})") from None
 
@@ -80,7 +105,7 @@ class AlpacaBroker(Broker):
         return OrderStatus(client_id=order.client_order_id, broker_id=str(order.id), status=str(status),
                            filled_qty=float(order.filled_qty or 0), filled_price=float(order.filled_avg_price or 0))
 
-    def account(self) -> Account:
+    def account(self) -> Book:
         acc = self._call("reading the account", self.client.get_account)
         held = {}
         for p in self._call("reading the positions", self.client.get_all_positions):
@@ -88,7 +113,7 @@ class AlpacaBroker(Broker):
                 raise BrokerError(f"alpaca: the account holds {p.qty} {p.symbol}, which the ledger does not trade: "
                                   "positions out of sync with the broker")
             held[self.to_ledger[p.symbol]] = float(p.qty)
-        return Account(cash=float(acc.cash), positions=held)
+        return Book(cash=float(acc.cash), positions=held)
 
     def submit(self, orders: Sequence[Order]) -> list[OrderStatus]:
         from alpaca.common.exceptions import APIError
@@ -100,20 +125,24 @@ class AlpacaBroker(Broker):
             crypto = self.crypto.get(o.symbol)
             if crypto is None:
                 raise BrokerError(f"alpaca: order {o.client_id} for {o.symbol!r}, which the ledger does not trade")
+            if len(o.client_id) > MAX_CLIENT_ID:
+                raise BrokerError(f"alpaca: client order id {o.client_id!r} is longer than {MAX_CLIENT_ID} characters")
             tick = _tick(o.limit_price, crypto)
             price = (math.floor if o.side == "buy" else math.ceil)(o.limit_price / tick) * tick
             request = LimitOrderRequest(
                 symbol=_pair(o.symbol) if crypto else o.symbol, qty=o.quantity, limit_price=round(price, 10),
                 side=OrderSide.BUY if o.side == "buy" else OrderSide.SELL, client_order_id=o.client_id,
                 time_in_force=TimeInForce.GTC if crypto else TimeInForce.DAY)
-            try:
-                placed = self.client.submit_order(request)
-            except APIError as e:
-                try:  # already placed by an earlier run of this cycle: read it back
-                    placed = self.client.get_order_by_client_id(o.client_id)
-                except APIError:
-                    raise BrokerError(f"alpaca: order {o.client_id} ({o.side} {o.quantity:g} {o.symbol} at {price:g}) "
-                                      f"refused with HTTP {e.status_code}: {str(e)[:300]}") from None
+            what = f"submitting order {o.describe()}"
+            placed = self._call(what, self.client.submit_order, request, refused=lambda e: e)
+            if isinstance(placed, APIError):  # refused: placed by an earlier run of this cycle, or not at all
+                error = placed
+                placed = self._call(f"reading back order {o.client_id}", self.client.get_order_by_client_id,
+                                    o.client_id, refused=lambda e: None)
+                if placed is None:
+                    out.append(OrderStatus(o.client_id, "", "rejected", detail=f"refused with HTTP "
+                                           f"{error.status_code}: {_text(error)}"))
+                    continue
             out.append(self._status(placed))
         return out
 
@@ -121,15 +150,24 @@ class AlpacaBroker(Broker):
         return [self._status(self._call(f"reading order {c}", self.client.get_order_by_client_id, c))
                 for c in client_ids]
 
-    def cancel_open(self) -> list[str]:
+    def cancel_open(self, prefix: str) -> list[str]:
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
 
+        if not prefix.startswith("ndjax-") or len(prefix) <= len("ndjax-"):
+            raise BrokerError(f"alpaca: cancelling needs a ledger's client id prefix, got {prefix!r}")
         open_orders = self._call("listing open orders", self.client.get_orders,
                                  GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500))
         cancelled = []
         for order in open_orders:
-            if order.client_order_id.startswith(CLIENT_PREFIX):
+            if not order.client_order_id.startswith(prefix):
+                continue
+            if getattr(order.status, "value", order.status) != "pending_cancel":  # asked already
                 self._call(f"cancelling {order.client_order_id}", self.client.cancel_order_by_id, order.id)
-                cancelled.append(order.client_order_id)
+            cancelled.append(order.client_order_id)
         return cancelled
+
+
+def _text(error) -> str:
+    """An Alpaca error's message on one line, cut at 300 characters."""
+    return " ".join(str(error).split())[:300]

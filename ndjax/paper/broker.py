@@ -1,7 +1,8 @@
 """The broker interface paper trading speaks: the account, limit orders, their status and fills, cancelling.
 
-Orders carry a deterministic `client_id` per (day, symbol, side), so submitting the same day twice (a re-run
-after a crash) finds the order already there instead of placing it again.
+Orders carry a deterministic `client_id` per (ledger, day, symbol, side), so submitting the same day twice (a re-run
+after a crash) finds the order already there instead of placing it again, and two ledgers on one account never
+take each other's orders.
 """
 
 from __future__ import annotations
@@ -9,9 +10,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-OPEN_STATUSES = ("new", "accepted", "pending_new", "partially_filled")
+import jax.numpy as jnp
+import numpy as np
+
+from ndjax.dynamics import PortfolioState
+
+TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
+"""Order statuses that never change again (alpaca-py's `OrderStatus` values). Every other status (new, accepted,
+pending_new, partially_filled, pending_cancel, pending_replace, pending_review, accepted_for_bidding, held,
+calculated, stopped, suspended, done_for_day) is open: the order may still fill."""
 
 
 class BrokerError(ValueError):
@@ -38,26 +46,33 @@ class Order:
     def notional(self) -> float:
         return self.quantity * self.limit_price
 
+    def describe(self) -> str:
+        """`client_id (buy 1.5 SYM at 101.2)`, for messages."""
+        return f"{self.client_id} ({self.side} {self.quantity:g} {self.symbol} at {self.limit_price:g})"
+
 
 @dataclass(frozen=True)
 class OrderStatus:
     """Where an order stands: `status` (new, filled, partially_filled, canceled, expired, rejected, ...), the units
-    filled so far and their average price."""
+    filled so far, their average price, and why a refused order was refused (`detail`)."""
 
     client_id: str
     broker_id: str
     status: str
     filled_qty: float = 0.0
     filled_price: float = 0.0
+    detail: str = ""
 
     @property
     def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
+        """Whether the order may still change (any status outside `TERMINAL_STATUSES`)."""
+        return self.status not in TERMINAL_STATUSES
 
 
 @dataclass(frozen=True)
 class Fill:
-    """Units that changed hands: an order's fill, or a forced sale of a margin call (`client_id` None)."""
+    """Units that changed hands: an order's fill, or a forced sale of a margin call (`client_id` None).
+    `quantity` is the units that reached (buy) or left (sell) the account, net of a fee taken in the asset."""
 
     date: str
     symbol: str
@@ -70,19 +85,21 @@ class Fill:
 
 
 @dataclass(frozen=True)
-class Account:
-    """Cash (negative = margin debt) and units held by symbol."""
+class Book:
+    """Cash (negative = margin debt) and units held by symbol: the ledger's book at a close, or a broker's account."""
 
     cash: float
     positions: Mapping[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Book:
-    """The ledger's view of the account at a close: cash and units held by symbol."""
-
-    cash: float
-    positions: Mapping[str, float]
+def portfolio_state(book: Book, symbols: Sequence[str], mark: jnp.ndarray) -> PortfolioState:
+    """The transition's `PortfolioState` of `book` over `symbols` (in order), marked at `mark (N,)`, in its dtype."""
+    index = {s: i for i, s in enumerate(symbols)}
+    q = np.zeros(len(index))
+    for s, units in book.positions.items():
+        q[index[s]] = units
+    mark = jnp.asarray(mark)
+    return PortfolioState(cash=jnp.asarray(book.cash, mark.dtype), inventory=jnp.asarray(q, mark.dtype), mark=mark)
 
 
 @dataclass(frozen=True)
@@ -94,14 +111,20 @@ class Settlement:
     fees: float
     margin_call: bool
     forced_notional: float
-    info: Any = None  # the transition's StepInfo for this bar
 
 
 class Broker(ABC):
     """Account, limit orders, status and fills, cancelling. `sync` and `settle` let a simulated broker follow the
-    ledger and the bars; a real broker ignores both (the market fills its orders)."""
+    ledger and the bars; a real broker ignores both (the market fills its orders).
+
+    `min_notional` is the smallest order value the broker takes per asset class (smaller orders are not sent);
+    `fees_estimated` says that the fees the ledger records come from the broker's schedule (`fee_rate`,
+    `fee_in_asset`), not from its statements."""
 
     name: str = "broker"
+    simulated: bool = False
+    fees_estimated: bool = False
+    min_notional: Mapping[str, float] = {}
 
     def sync(self, book: Book, open_orders: Sequence[Order]) -> None:
         """Adopt the ledger's book and the orders still open (a simulated broker keeps no state of its own)."""
@@ -110,14 +133,28 @@ class Broker(ABC):
         """Let the market of `row` act on the open orders (simulated brokers only)."""
         return None
 
-    @abstractmethod
-    def account(self) -> Account: ...
+    def fee_rate(self, asset_class: str) -> float:
+        """The fee per unit of notional on a fill of this asset class ("stock" or "crypto")."""
+        return 0.0
+
+    def fee_in_asset(self, asset_class: str, side: str) -> bool:
+        """Whether the fee of such a fill is taken from the units received rather than in cash."""
+        return False
 
     @abstractmethod
-    def submit(self, orders: Sequence[Order]) -> list[OrderStatus]: ...
+    def account(self) -> Book:
+        """The broker's cash and units held by (ledger) symbol."""
 
     @abstractmethod
-    def status(self, client_ids: Sequence[str]) -> list[OrderStatus]: ...
+    def submit(self, orders: Sequence[Order]) -> list[OrderStatus]:
+        """Place `orders` (an order already placed under its client id is read back); a refused order comes back
+        with status "rejected" and the reason in `detail`."""
 
     @abstractmethod
-    def cancel_open(self) -> list[str]: ...
+    def status(self, client_ids: Sequence[str]) -> list[OrderStatus]:
+        """The current status of each order, in the order asked."""
+
+    @abstractmethod
+    def cancel_open(self, prefix: str) -> list[str]:
+        """Ask to cancel every open order whose client id starts with `prefix`; returns their client ids.
+        Cancelling may take effect later (status pending_cancel): read the status until it is terminal."""

@@ -1,18 +1,24 @@
 """The daily cycle of paper (or live) trading, one ledger transaction per day:
 
-1. reconcile yesterday's orders against today's bar (simulated broker) or the broker;
+1. reconcile yesterday's orders against today's bar (simulated broker) or the broker: cancel what is still open,
+   read the statuses until they are final, and take the fills from the final filled quantities;
 2. update the book: interest, fills and margin calls; record fills, closed trades, positions and the day;
-3. decide tomorrow's orders with the policy, on data up to today only;
+3. decide tomorrow's orders with the policy, on data up to today only (the data's last row included: the
+   simulated broker settles those orders when a later call brings the next bar);
 4. size them with the transition's own sizing (`runs.plan.plan_orders`), scaled by the ramp-up and kill switch;
-5. record and submit them.
+5. record and submit them: orders below the broker's minimum value are not sent (an event lists them), and an
+   order the broker refuses is recorded "rejected" (with an event) while the others go out.
 
-A replay runs the cycle for every row from the ledger's last day (or a start date) through an end date, on
-history as if live; the report (step 6) is written after the last cycle of each invocation.
+The first cycle of a ledger at a real broker checks the account: the cash must be the ledger's starting equity
+(or is adopted as it) and no positions may be held. A replay runs the cycle for every row from the ledger's last
+day (or a start date) through an end date, on history as if live; the report (step 6) is written after the last
+cycle of each invocation.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +29,16 @@ import numpy as np
 
 from ndjax.data.calendar import row_at_or_after, row_at_or_before
 from ndjax.data.market import MarketData
-from ndjax.dynamics import Action, PortfolioState, initial_margin_rates, size_orders
-from ndjax.paper.broker import Book, Broker, BrokerError, Fill, Order
+from ndjax.dynamics import Action, size_orders
+from ndjax.paper.broker import (
+    Book,
+    Broker,
+    BrokerError,
+    Fill,
+    Order,
+    OrderStatus,
+    portfolio_state,
+)
 from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp
 from ndjax.paper.ledger import Ledger, LedgerError
 from ndjax.probe import remember_trades
@@ -33,17 +47,31 @@ from ndjax.runs.plan import plan_orders
 
 POSITION_TOLERANCE = 1e-6
 """Relative difference between the ledger's and the broker's units that counts as out of sync."""
+CASH_TOLERANCE = 0.01
+"""Dollars by which a real broker's cash may differ from a new ledger's starting equity."""
 
 
 @dataclass(frozen=True)
 class PaperConfig:
-    """Controls, probe mode (`probe_notional`, None = off), order rounding, and the retraining hook."""
+    """Controls, probe mode (`probe_notional`, None = off), order rounding, the retraining hook, and how often and
+    how long apart the cycle reads the status of orders being cancelled (`status_polls`, `status_wait` seconds)."""
 
     controls: Controls = field(default_factory=Controls)
     probe_notional: float | None = None
     whole_shares: bool = False
     max_stale_days: float = 5.0
     retrain: Callable[[PaperSession, int], None] | None = None
+    status_polls: int = 10
+    status_wait: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.status_polls < 1 or self.status_wait < 0:
+            raise ValueError(f"PaperConfig: status_polls must be >= 1 and status_wait >= 0, got {self.status_polls} "
+                             f"and {self.status_wait}")
+
+
+def _float64(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree)
 
 
 def content_hash(run: Run) -> str:
@@ -55,14 +83,19 @@ def content_hash(run: Run) -> str:
 
 
 class PaperSession:
-    """A ledger, a broker and the model trading, over one market's rows."""
+    """A ledger, a broker and the model trading, over one market's rows. `adopt_account`: a new ledger at a real
+    broker starts from the broker's cash instead of refusing when that differs from its starting equity."""
 
     def __init__(self, run: Run, market: MarketData, ledger: Ledger, broker: Broker, config: PaperConfig,
-                 out: str | Path):
+                 out: str | Path, *, adopt_account: bool = False):
         if tuple(market.symbols) != ledger.identity.symbols:
             raise LedgerError(f"{ledger.path}: kept for {list(ledger.identity.symbols)}, the market holds "
                               f"{list(market.symbols)}")
+        if adopt_account and broker.simulated:
+            raise BrokerError(f"{broker.name} broker: adopting the broker's account needs a real broker; the "
+                              "simulated account is the ledger's own")
         self.market, self.ledger, self.broker, self.config, self.out = market, ledger, broker, config, Path(out)
+        self.adopt_account = adopt_account
         self.symbols = tuple(market.symbols)
         self.index = {s: i for i, s in enumerate(self.symbols)}
         self.model_id: int | None = None
@@ -78,32 +111,69 @@ class PaperSession:
 
     # ------------------------------------------------------------------------------------------ steps 1-2
 
+    def _first_book(self, date: str) -> Book:
+        """A new ledger's book: its starting equity in cash. At a real broker that is the account, which must hold
+        that cash (to the cent; or the ledger adopts the broker's, with `adopt_account`) and no positions."""
+        equity = self.ledger.identity.initial_equity
+        if self.broker.simulated:
+            return Book(cash=equity)
+        account = self.broker.account()
+        held = {s: q for s, q in account.positions.items() if q}
+        if held or (abs(account.cash - equity) > CASH_TOLERANCE and not self.adopt_account):
+            raise BrokerError(
+                f"{self.broker.name} broker: the account holds cash {account.cash:,.2f}"
+                + (f" and positions {held}" if held else "") + f"; the new ledger {self.ledger.path} starts from "
+                f"--equity {equity:,.2f} in cash and no positions. "
+                + ("Close the positions first. " if held else "")
+                + f"Pass --equity {account.cash:.2f}, or --equity broker (adopt_account=True) to start from the "
+                "broker's cash.")
+        if abs(account.cash - equity) > CASH_TOLERANCE:
+            self.ledger.adopt_equity(date, account.cash, f"starting equity {account.cash:,.2f}: the {self.broker.name} "
+                                                         f"account's cash (the ledger was opened with {equity:,.2f})")
+        return Book(cash=account.cash)
+
+    def _final_statuses(self, client_ids: list[str]) -> list[OrderStatus]:
+        """The orders' statuses, read again (`status_polls` times at most, `status_wait` apart) while any is still
+        open, e.g. pending_cancel: a fill can land until the cancel completes."""
+        statuses = self.broker.status(client_ids)
+        for _ in range(self.config.status_polls - 1):
+            if not any(st.is_open for st in statuses):
+                break
+            time.sleep(self.config.status_wait)
+            statuses = self.broker.status(client_ids)
+        return statuses
+
+    def _order_fill(self, order: Order, status: OrderStatus, date: str) -> Fill | None:
+        """What an order's filled quantity grew by since the ledger last read it, under the broker's fee rules."""
+        old_qty, old_price = self.ledger.order_filled(order.client_id)
+        gross = status.filled_qty - old_qty
+        if gross <= 0:
+            return None
+        price = status.filled_price if old_qty <= 0 else (status.filled_price * status.filled_qty
+                                                          - old_price * old_qty) / gross
+        rate = self.broker.fee_rate(order.asset_class)
+        units = gross * (1 - rate) if self.broker.fee_in_asset(order.asset_class, order.side) else gross
+        return Fill(date, order.symbol, order.side, units, price, rate * gross * price, "order", order.client_id)
+
     def _reconcile(self, row: int, last: str) -> tuple[Book, dict[str, float], list[Fill], dict[str, Any]]:
-        """Yesterday's book and open orders through today's bar: fills, the new book, cost basis, day figures."""
+        """Yesterday's book and open orders through today's bar: fills, the new book, cost basis, day figures.
+        Open orders are cancelled first, then read until final; one still open is read again next cycle."""
+        date = str(self.market.dates[row])
         book = self.ledger.book(last)
         open_orders = self.ledger.orders(open_only=True)
         self.broker.sync(book, open_orders)
         settlement = self.broker.settle(row)
-        before = {o.client_id: r for o, r in zip(open_orders, [self._filled(o.client_id) for o in open_orders])}
-        statuses = self.broker.status([o.client_id for o in open_orders])
-        f = float(self.params.maker_fee)
+        self.broker.cancel_open(self.ledger.client_prefix)
+        statuses = self._final_statuses([o.client_id for o in open_orders])
         if settlement is not None:
             fills = list(settlement.fills)
-            extra = dict(interest=settlement.interest, fees=settlement.fees, margin_call=settlement.margin_call,
-                         forced_notional=settlement.forced_notional)
+            extra = {"interest": settlement.interest, "fees": settlement.fees,
+                     "margin_call": settlement.margin_call, "forced_notional": settlement.forced_notional}
         else:  # a real broker: fills are what the orders' filled quantities grew by
-            fills = []
-            by_id = {o.client_id: o for o in open_orders}
-            for st in statuses:
-                o, new = by_id[st.client_id], st.filled_qty - before[st.client_id]
-                if new > 0:
-                    fills.append(Fill(str(self.market.dates[row]), o.symbol, o.side, new, st.filled_price,
-                                      f * new * st.filled_price, "order", o.client_id))
-            extra = dict(interest=self._interest(book, row), fees=sum(x.fee for x in fills), margin_call=False,
-                         forced_notional=0.0)
+            fills = [x for o, st in zip(open_orders, statuses) if (x := self._order_fill(o, st, date)) is not None]
+            extra = {"interest": self._interest(book, row), "fees": sum(x.fee for x in fills), "margin_call": False,
+                     "forced_notional": 0.0}
         for st in statuses:
-            self.ledger.update_order(st)
-        for st in self.broker.status([c for c in self.broker.cancel_open()]):
             self.ledger.update_order(st)
         account = self.broker.account()
         expected = dict(book.positions)
@@ -113,34 +183,24 @@ class PaperSession:
             want, got = expected.get(s, 0.0), account.positions.get(s, 0.0)
             if abs(want - got) > POSITION_TOLERANCE * max(abs(want), abs(got), 1.0):
                 raise BrokerError(f"{self.broker.name} broker holds {got:g} {s}, the ledger expects {want:g} after "
-                                  f"{self.market.dates[row]}'s fills: positions out of sync with the broker")
+                                  f"{date}'s fills: positions out of sync with the broker")
         basis = self._basis_and_trades(last, book, fills)
         return Book(cash=account.cash, positions=dict(account.positions)), basis, fills, extra
 
-    def _filled(self, client_id: str) -> float:
-        row = self.ledger.conn.execute("SELECT filled_qty FROM orders WHERE client_id = ?", (client_id,)).fetchone()
-        return float(row[0]) if row else 0.0
-
     def _interest(self, book: Book, row: int) -> float:
         """The transition's overnight interest on `book` for bar `row` (what a real broker's statement should show)."""
-        state = self._state(book, row - 1)
+        state = portfolio_state(book, self.symbols, self.arrays.close[row - 1])
         zero = np.zeros(len(self.symbols), np.float32)
         sizes = size_orders(self.params, state, Action(zero, zero, zero, zero), self.arrays.tradable[row],
                             self.arrays.days_elapsed[row])
         return float(sizes.interest)
 
-    def _state(self, book: Book, row: int) -> PortfolioState:
-        q = np.zeros(len(self.symbols), np.float32)
-        for s, units in book.positions.items():
-            q[self.index[s]] = units
-        mark = self.arrays.close[row]
-        return PortfolioState(cash=np.float32(book.cash), inventory=q, mark=mark)
-
     def _basis_and_trades(self, last: str, book: Book, fills: list[Fill]) -> dict[str, float]:
-        """Average cost per unit after the fills, and a closed trade for every sale (order or margin call)."""
-        n, f = len(self.symbols), float(self.params.maker_fee)
-        as_numpy = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree)  # noqa: E731
-        memory = as_numpy(self.ledger.memory(last))
+        """Average cost per unit after the fills, and a closed trade for every sale (order or margin call), under
+        the broker's fee rate per asset (a fee taken in the asset counts as a cash fee on the units received)."""
+        n = len(self.symbols)
+        f = np.array([self.broker.fee_rate("crypto" if c else "stock") for c in self.market.is_crypto])
+        memory = _float64(self.ledger.memory(last))
         held = np.array([book.positions.get(s, 0.0) for s in self.symbols])
         for kind in ("order", "margin_call"):  # the bar's limit orders, then the close's forced sale
             bought, sold, buy_px, sell_px = np.zeros(n), np.zeros(n), np.ones(n), np.ones(n)
@@ -156,7 +216,7 @@ class PaperSession:
             new = remember_trades(memory, held, bought, sold, buy_px, sell_px, f, after)
             for i in np.flatnonzero(sold > 0):
                 self.ledger.record_closed_trade(fills[0].date, self.symbols[i], float(new.last[i]))
-            memory, held = as_numpy(new), after
+            memory, held = _float64(new), after
         return {s: float(memory.cost_basis[i]) for i, s in enumerate(self.symbols)}
 
     # ------------------------------------------------------------------------------------------ steps 3-5
@@ -176,19 +236,29 @@ class PaperSession:
         return dd, halted, ramp
 
     def _decide(self, row: int, date: str, book: Book, ramp: float, halted: bool) -> None:
-        marks = np.asarray(self.arrays.close[row], np.float64)
-        held = np.array([book.positions.get(s, 0.0) for s in self.symbols])
-        equity = book.cash + float(held @ marks)
-        requirement = float(np.asarray(initial_margin_rates(self.params), np.float64) @ (held * marks))
-        scale = 0.0 if halted else buy_scale(ramp, equity, requirement)
-        memory = self.ledger.memory(date) if self.config.probe_notional is not None else None
-        plan = plan_orders(self.run, self.market, self.arrays, cash=book.cash, quantities=book.positions, row=row,
-                           max_stale_days=self.config.max_stale_days, share_unit=1.0 if self.config.whole_shares
-                           else 1e-6, memory=memory, probe_notional=self.config.probe_notional, buy_scale=scale)
-        orders = [Order(f"ndjax-{date}-{o['symbol']}-{o['side'][0]}", date, o["symbol"], o["side"], o["limit_price"],
-                        o["quantity"], o["asset_class"]) for o in plan["orders"]]
+        """Plan tomorrow's orders, scaled by the ramp (buys off while halted); send those the broker takes."""
+        kw = {"cash": book.cash, "quantities": book.positions, "row": row,
+              "max_stale_days": self.config.max_stale_days, "share_unit": 1.0 if self.config.whole_shares else 1e-6,
+              "memory": self.ledger.memory(date) if self.config.probe_notional is not None else None,
+              "probe_notional": self.config.probe_notional}
+        plan = plan_orders(self.run, self.market, self.arrays, buy_scale=0.0 if halted else 1.0, **kw)
+        if not halted:  # the ramp's share of the pool, from the plan's own equity (after interest) and requirement
+            scale = buy_scale(ramp, plan["equity_after_interest"], plan["initial_requirement"])
+            if scale != 1.0:
+                plan = plan_orders(self.run, self.market, self.arrays, buy_scale=scale, **kw)
+        orders, small = [], []
+        for o in plan["orders"]:
+            order = Order(f"{self.ledger.client_prefix}{date}-{o['symbol']}-{o['side'][0]}", date, o["symbol"],
+                          o["side"], o["limit_price"], o["quantity"], o["asset_class"])
+            minimum = self.broker.min_notional.get(order.asset_class, 0.0)
+            (small if order.notional < minimum else orders).append(order)
+        if small:
+            self.ledger.record_event(date, "min_size", "not sent, below the broker's minimum order value: " + "; ".join(
+                f"{o.describe()}, ${o.notional:.2f} < ${self.broker.min_notional[o.asset_class]:g}" for o in small))
         for order, status in zip(orders, self.broker.submit(orders)):
             self.ledger.record_order(order, status)
+            if status.status == "rejected":
+                self.ledger.record_event(date, "rejected", f"{order.describe()}: {status.detail or 'no reason given'}")
 
     # ------------------------------------------------------------------------------------------ the cycle
 
@@ -199,16 +269,28 @@ class PaperSession:
             return False
         last = self.ledger.last_date()
         if last is not None and self.row(last) != row - 1:
-            raise LedgerError(f"{self.ledger.path}: last recorded day is {last}; the next cycle is "
-                              f"{self.market.dates[self.row(last) + 1] if self.row(last) + 1 < len(self.market.dates) else 'past the data'}, not {date}")
+            following = self.row(last) + 1
+            upcoming = self.market.dates[following] if following < self.market.n_days else "past the data"
+            raise LedgerError(f"{self.ledger.path}: last recorded day is {last}; the next cycle is {upcoming}, "
+                              f"not {date}")
+        trading = (self.run, self.arrays, self.params, self.model_id)
+        try:
+            self._cycle(row, date, last)
+        except BaseException:  # the ledger rolled back: so does the model trading (first record, a promotion)
+            self.run, self.arrays, self.params, self.model_id = trading
+            raise
+        return True
+
+    def _cycle(self, row: int, date: str, last: str | None) -> None:
+        """The cycle's writes, in one ledger transaction."""
         with self.ledger.cycle():
             if self.model_id is None:
                 champion = self.ledger.champion()
                 self.model_id = champion["id"] if champion else self.ledger.record_model(
-                    date, str(self.run.path), self.run.step, content_hash(self.run), "promoted")
+                    date, str(Path(self.run.path).resolve()), self.run.step, content_hash(self.run), "promoted")
             if last is None:
-                book, basis, fills = Book(cash=self.ledger.identity.initial_equity, positions={}), {}, []
-                extra = dict(interest=0.0, fees=0.0, margin_call=False, forced_notional=0.0)
+                book, basis, fills = self._first_book(date), {}, []
+                extra = {"interest": 0.0, "fees": 0.0, "margin_call": False, "forced_notional": 0.0}
             else:
                 book, basis, fills, extra = self._reconcile(row, last)
             for x in fills:
@@ -219,15 +301,14 @@ class PaperSession:
             last_day = self.ledger.days()[-1] if last else None
             _, halted, ramp = self._controls(date, equity, last_day)
             self.ledger.record_day(date, equity=equity, cash=book.cash, gross=sum(value.values()),
-                                   leverage_cost=extra["interest"], fees=extra["fees"], margin_call=extra["margin_call"],
+                                   leverage_cost=extra["interest"], fees=extra["fees"],
+                                   fees_estimated=self.broker.fees_estimated, margin_call=extra["margin_call"],
                                    forced_notional=extra["forced_notional"], model=self.model_id, ramp=ramp,
                                    halted=halted)
             self.ledger.record_positions(date, {s: (q, basis.get(s, 0.0)) for s, q in book.positions.items()})
             if self.config.retrain is not None:
                 self.config.retrain(self, row)
-            if row + 1 < self.market.n_days or self.broker.name != "sim":
-                self._decide(row, date, book, ramp, halted)
-        return True
+            self._decide(row, date, book, ramp, halted)  # on the data's last row too: settled when its bar comes
 
     def replay(self, start: Any = None, through: Any = None, progress: Callable[[str], None] | None = None) -> int:
         """Cycle every row from the day after the ledger's last (or `start`) through `through`; returns the number

@@ -3,34 +3,43 @@ and how the account did, day by day.
 
 Each daily cycle writes inside one transaction (`Ledger.cycle()`): a crash mid-cycle leaves the ledger at the
 previous day, and a day already recorded is never written again. Opening a file that is not an SQLite database,
-or one without this schema, or one kept for other symbols or another broker, raises `LedgerError` saying so.
+or one without this schema, or one kept for other symbols, another broker or another starting equity, raises
+`LedgerError` saying so; so does a file another process holds locked, or one that cannot be written.
+
+A ledger gets a short random id when it is created (`meta.ledger_id`); its orders' client ids start with
+`ndjax-{ledger_id}-`, so two ledgers trading one account never read or cancel each other's orders.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ndjax.paper.broker import Book, Fill, Order, OrderStatus
+from ndjax.paper.broker import TERMINAL_STATUSES, Book, Fill, Order, OrderStatus
 from ndjax.probe import ProbeState
 
-FORMAT = "ndjax-ledger/1"
+FORMAT = "ndjax-ledger/2"
+DEFAULT_EQUITY = 25_000.0
+"""Starting equity of a new ledger when none is given."""
+BUSY_TIMEOUT = 5.0
+"""Seconds a cycle waits for another process's lock on the file before giving up with a `LedgerError`."""
 SCHEMA = {
     "meta": "key TEXT PRIMARY KEY, value TEXT NOT NULL",
     "models": ("id INTEGER PRIMARY KEY, date TEXT NOT NULL, run TEXT NOT NULL, checkpoint_step INTEGER NOT NULL, "
                "content_hash TEXT NOT NULL, promoted_at TEXT, decision TEXT NOT NULL, champion_score REAL, "
                "challenger_score REAL"),
     "account_days": ("date TEXT PRIMARY KEY, equity REAL NOT NULL, cash REAL NOT NULL, gross REAL NOT NULL, "
-                     "leverage_cost REAL NOT NULL, fees REAL NOT NULL, margin_call INTEGER NOT NULL, "
-                     "forced_notional REAL NOT NULL, model INTEGER REFERENCES models(id), ramp REAL NOT NULL, "
-                     "halted INTEGER NOT NULL"),
+                     "leverage_cost REAL NOT NULL, fees REAL NOT NULL, fees_estimated INTEGER NOT NULL, "
+                     "margin_call INTEGER NOT NULL, forced_notional REAL NOT NULL, model INTEGER REFERENCES models(id), "
+                     "ramp REAL NOT NULL, halted INTEGER NOT NULL"),
     "orders": ("client_id TEXT PRIMARY KEY, date TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, "
                "limit_price REAL NOT NULL, quantity REAL NOT NULL, notional REAL NOT NULL, asset_class TEXT NOT NULL, "
                "status TEXT NOT NULL, broker_id TEXT, filled_qty REAL NOT NULL, filled_price REAL NOT NULL"),
@@ -41,100 +50,154 @@ SCHEMA = {
     "closed_trades": "id INTEGER PRIMARY KEY, date TEXT NOT NULL, symbol TEXT NOT NULL, return REAL NOT NULL",
     "events": "id INTEGER PRIMARY KEY, date TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL",
 }
+_OPEN = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES)) + ")"
 
 
 class LedgerError(ValueError):
-    """A ledger file that is corrupt, foreign, or kept for another account; the message names the file."""
+    """A ledger file that is corrupt, foreign, locked, read-only or kept for another account; the message names
+    the file."""
 
 
 @dataclass(frozen=True)
 class LedgerIdentity:
-    """What a ledger is kept for: the symbols (in order), their asset classes, the broker and the starting equity."""
+    """What a ledger is kept for: the symbols (in order), their asset classes, the broker and the starting equity
+    (None: the stored one, or `DEFAULT_EQUITY` for a new ledger)."""
 
     symbols: tuple[str, ...]
     is_crypto: tuple[bool, ...]
     broker: str
-    initial_equity: float
+    initial_equity: float | None = None
 
     def as_meta(self) -> dict[str, str]:
+        equity = DEFAULT_EQUITY if self.initial_equity is None else self.initial_equity
         return {"format": FORMAT, "symbols": json.dumps(list(self.symbols)),
                 "is_crypto": json.dumps([bool(x) for x in self.is_crypto]), "broker": self.broker,
-                "initial_equity": repr(float(self.initial_equity))}
+                "initial_equity": repr(float(equity)), "ledger_id": secrets.token_hex(3)}
+
+
+def _stored(meta: dict[str, str]) -> LedgerIdentity:
+    return LedgerIdentity(tuple(json.loads(meta["symbols"])), tuple(json.loads(meta["is_crypto"])), meta["broker"],
+                          float(meta["initial_equity"]))
 
 
 class Ledger:
     """An open ledger file. Reads work anywhere; writes belong inside `with ledger.cycle():`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, identity: LedgerIdentity):
-        self.path, self.conn, self.identity = path, conn, identity
+    def __init__(self, path: Path, conn: sqlite3.Connection, identity: LedgerIdentity, ledger_id: str):
+        self.path, self.conn, self.identity, self.ledger_id = path, conn, identity, ledger_id
 
     @classmethod
     def open(cls, path: str | Path, identity: LedgerIdentity) -> Ledger:
-        """Open `path`, creating it for `identity` if it does not exist; an existing ledger must match it."""
+        """Open `path`, creating it for `identity` if it does not exist; an existing ledger must match it (a
+        starting equity of None matches any; a ledger with no day recorded yet takes the one given)."""
         path = Path(path)
         fresh = not path.exists()
         try:
-            conn = sqlite3.connect(path, isolation_level=None)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
             conn.execute("PRAGMA foreign_keys = ON")
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.OperationalError as e:
+            raise _error(path, e) from None
         except sqlite3.DatabaseError as e:
             raise LedgerError(f"{path}: not an SQLite database ({e})") from None
-        if fresh or not tables:
-            conn.execute("BEGIN IMMEDIATE")
-            for name, columns in SCHEMA.items():
-                conn.execute(f"CREATE TABLE {name} ({columns})")
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", identity.as_meta().items())
-            conn.execute("COMMIT")
-        else:
-            missing = sorted(set(SCHEMA) - tables)
-            if missing:
-                raise LedgerError(f"{path}: not an ndjax ledger (missing tables {missing}; found {sorted(tables)})")
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
-            if meta.get("format") != FORMAT:
-                raise LedgerError(f"{path}: ledger format {meta.get('format')!r}, expected {FORMAT!r}")
-            stored = LedgerIdentity(tuple(json.loads(meta["symbols"])), tuple(json.loads(meta["is_crypto"])),
-                                    meta["broker"], float(meta["initial_equity"]))
-            for name in ("symbols", "is_crypto", "broker"):
-                if getattr(stored, name) != getattr(identity, name):
-                    raise LedgerError(f"{path}: kept for {name} {getattr(stored, name)!r}, not "
-                                      f"{getattr(identity, name)!r}; use another ledger file")
-            identity = stored
-        return cls(path, conn, identity)
+        ledger = cls(path, conn, identity, "")
+        try:
+            ledger._check(None if fresh else tables, identity)
+        except BaseException:
+            conn.close()
+            raise
+        return ledger
+
+    def _check(self, tables: set[str] | None, identity: LedgerIdentity) -> None:
+        """Create the schema for `identity` (a new file, `tables` None or empty), or check the stored ledger
+        against it; then read what is stored."""
+        if not tables:
+            with self._transaction():
+                for name, columns in SCHEMA.items():
+                    self._sql(f"CREATE TABLE {name} ({columns})")
+                for item in identity.as_meta().items():
+                    self._sql("INSERT INTO meta VALUES (?, ?)", item)
+            self._reload()
+            return
+        missing = sorted(set(SCHEMA) - tables)
+        if missing:
+            raise LedgerError(f"{self.path}: not an ndjax ledger (missing tables {missing}; found {sorted(tables)})")
+        meta = dict(self._sql("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT:
+            raise LedgerError(f"{self.path}: ledger format {meta.get('format')!r}, expected {FORMAT!r}")
+        stored = _stored(meta)
+        for name in ("symbols", "is_crypto", "broker", "initial_equity"):
+            want = getattr(identity, name)
+            if want is None or getattr(stored, name) == want:
+                continue
+            if name == "initial_equity" and self.last_date() is None:  # nothing traded yet: take the new one
+                with self._transaction():
+                    self._sql("UPDATE meta SET value = ? WHERE key = 'initial_equity'", (repr(float(want)),))
+                continue
+            raise LedgerError(f"{self.path}: kept for {name} {getattr(stored, name)!r}, not {want!r}; use another "
+                              "ledger file" + (" (or leave the equity out)" if name == "initial_equity" else ""))
+        self._reload()
+
+    def _reload(self) -> None:
+        meta = dict(self._sql("SELECT key, value FROM meta").fetchall())
+        self.identity, self.ledger_id = _stored(meta), meta["ledger_id"]
+
+    @property
+    def client_prefix(self) -> str:
+        """The start of every client order id this ledger places: `ndjax-{ledger_id}-`."""
+        return f"ndjax-{self.ledger_id}-"
 
     def close(self) -> None:
         self.conn.close()
 
+    def _sql(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """`conn.execute`, with a locked or read-only file reported as a `LedgerError` naming it."""
+        try:
+            return self.conn.execute(sql, args)
+        except sqlite3.OperationalError as e:
+            raise _error(self.path, e) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._sql("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._sql("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
     @contextmanager
     def cycle(self) -> Iterator[Ledger]:
         """One day's writes as one transaction: committed together or not at all."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        identity = self.identity
         try:
-            yield self
+            with self._transaction():
+                yield self
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.identity = identity  # an adopted starting equity was rolled back too
             raise
-        self.conn.execute("COMMIT")
 
     # ------------------------------------------------------------------------------------------ reads
 
-    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        cur = self.conn.execute(sql, args)
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self._sql(sql, args)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
     def last_date(self) -> str | None:
-        row = self.conn.execute("SELECT MAX(date) FROM account_days").fetchone()
-        return row[0]
+        return self._sql("SELECT MAX(date) FROM account_days").fetchone()[0]
 
     def has_day(self, date: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM account_days WHERE date = ?", (date,)).fetchone() is not None
+        return self._sql("SELECT 1 FROM account_days WHERE date = ?", (date,)).fetchone() is not None
 
     def days(self) -> list[dict[str, Any]]:
         """Every recorded day, oldest first (the `account_days` columns)."""
         return self._rows("SELECT * FROM account_days ORDER BY date")
 
     def book(self, date: str) -> Book:
-        cash = self.conn.execute("SELECT cash FROM account_days WHERE date = ?", (date,)).fetchone()
+        cash = self._sql("SELECT cash FROM account_days WHERE date = ?", (date,)).fetchone()
         if cash is None:
             raise LedgerError(f"{self.path}: no account day {date}")
         held = {r["symbol"]: r["quantity"] for r in self._rows("SELECT symbol, quantity FROM positions WHERE date = ?",
@@ -151,10 +214,15 @@ class Ledger:
             where.append("date = ?")
             args.append(date)
         if open_only:
-            where.append("status IN ('new', 'accepted', 'pending_new', 'partially_filled')")
+            where.append(_OPEN)
         sql = "SELECT * FROM orders" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY client_id"
         return [Order(r["client_id"], r["date"], r["symbol"], r["side"], r["limit_price"], r["quantity"],
                       r["asset_class"]) for r in self._rows(sql, args)]
+
+    def order_filled(self, client_id: str) -> tuple[float, float]:
+        """Units of an order filled so far as last read from the broker, and their average price (0, 0 if none)."""
+        row = self._sql("SELECT filled_qty, filled_price FROM orders WHERE client_id = ?", (client_id,)).fetchone()
+        return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
 
     def order_rows(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM orders ORDER BY date, client_id")
@@ -184,7 +252,7 @@ class Ledger:
             basis[i] = held.get(s, 0.0)
             trades = [r["return"] for r in self._rows(
                 "SELECT return FROM closed_trades WHERE symbol = ? AND date <= ? ORDER BY id DESC LIMIT 2", (s, date))]
-            count[i] = self.conn.execute("SELECT COUNT(*) FROM closed_trades WHERE symbol = ? AND date <= ?",
+            count[i] = self._sql("SELECT COUNT(*) FROM closed_trades WHERE symbol = ? AND date <= ?",
                                          (s, date)).fetchone()[0]
             last[i] = trades[0] if trades else 0.0
             previous[i] = trades[1] if len(trades) > 1 else 0.0
@@ -193,45 +261,64 @@ class Ledger:
     # ----------------------------------------------------------------------------------------- writes
 
     def record_day(self, date: str, *, equity: float, cash: float, gross: float, leverage_cost: float, fees: float,
-                   margin_call: bool, forced_notional: float, model: int | None, ramp: float, halted: bool) -> None:
-        self.conn.execute("INSERT INTO account_days VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                          (date, equity, cash, gross, leverage_cost, fees, int(margin_call), forced_notional, model,
-                           ramp, int(halted)))
+                   fees_estimated: bool, margin_call: bool, forced_notional: float, model: int | None, ramp: float,
+                   halted: bool) -> None:
+        """The account at `date`'s close; `fees_estimated`: the fees come from the broker's schedule, not its
+        statements."""
+        self._sql("INSERT INTO account_days VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                  (date, equity, cash, gross, leverage_cost, fees, int(fees_estimated), int(margin_call),
+                   forced_notional, model, ramp, int(halted)))
+
+    def adopt_equity(self, date: str, cash: float, detail: str) -> None:
+        """Make the broker's `cash` the starting equity (before the first day is recorded), noting why."""
+        if self.last_date() is not None:
+            raise LedgerError(f"{self.path}: trading since {self.days()[0]['date']}; its starting equity stays")
+        self._sql("UPDATE meta SET value = ? WHERE key = 'initial_equity'", (repr(float(cash)),))
+        self.identity = replace(self.identity, initial_equity=float(cash))
+        self.record_event(date, "adopt", detail)
 
     def record_positions(self, date: str, held: dict[str, tuple[float, float]]) -> None:
         """Units and average cost (fees included) per symbol held at `date`'s close."""
-        self.conn.executemany("INSERT INTO positions VALUES (?,?,?,?)",
-                              [(date, s, q, basis) for s, (q, basis) in sorted(held.items()) if q > 0])
+        for s, (q, basis) in sorted(held.items()):
+            if q > 0:
+                self._sql("INSERT INTO positions VALUES (?,?,?,?)", (date, s, q, basis))
 
     def record_order(self, order: Order, status: OrderStatus) -> None:
-        self.conn.execute("INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        self._sql("INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                           (order.client_id, order.date, order.symbol, order.side, order.limit_price, order.quantity,
                            order.notional, order.asset_class, status.status, status.broker_id, status.filled_qty,
                            status.filled_price))
 
     def update_order(self, status: OrderStatus) -> None:
-        self.conn.execute("UPDATE orders SET status = ?, broker_id = ?, filled_qty = ?, filled_price = ? "
+        self._sql("UPDATE orders SET status = ?, broker_id = ?, filled_qty = ?, filled_price = ? "
                           "WHERE client_id = ?", (status.status, status.broker_id, status.filled_qty,
                                                   status.filled_price, status.client_id))
 
     def record_fill(self, fill: Fill) -> None:
-        self.conn.execute("INSERT INTO fills (date, symbol, side, quantity, price, fee, kind, client_id) "
+        self._sql("INSERT INTO fills (date, symbol, side, quantity, price, fee, kind, client_id) "
                           "VALUES (?,?,?,?,?,?,?,?)", (fill.date, fill.symbol, fill.side, fill.quantity, fill.price,
                                                        fill.fee, fill.kind, fill.client_id))
 
     def record_closed_trade(self, date: str, symbol: str, trade_return: float) -> None:
-        self.conn.execute("INSERT INTO closed_trades (date, symbol, return) VALUES (?,?,?)",
+        self._sql("INSERT INTO closed_trades (date, symbol, return) VALUES (?,?,?)",
                           (date, symbol, trade_return))
 
     def record_event(self, date: str, kind: str, detail: str) -> None:
-        self.conn.execute("INSERT INTO events (date, kind, detail) VALUES (?,?,?)", (date, kind, detail))
+        self._sql("INSERT INTO events (date, kind, detail) VALUES (?,?,?)", (date, kind, detail))
 
     def record_model(self, date: str, run: str, step: int, content_hash: str, decision: str,
                      champion_score: float | None = None, challenger_score: float | None = None) -> int:
         """A model decision ("promoted" or "rejected"); returns its id."""
-        cur = self.conn.execute(
+        cur = self._sql(
             "INSERT INTO models (date, run, checkpoint_step, content_hash, promoted_at, decision, champion_score, "
             "challenger_score) VALUES (?,?,?,?,?,?,?,?)",
             (date, run, step, content_hash, date if decision == "promoted" else None, decision, champion_score,
              challenger_score))
         return int(cur.lastrowid)
+
+
+def _error(path: Path, e: sqlite3.OperationalError) -> LedgerError:
+    hint = ("another process holds it (wait for it, or stop it)" if "locked" in str(e) or "busy" in str(e)
+            else "check that the file and its folder can be written" if "readonly" in str(e) or "read-only" in str(e)
+            else "the file could not be read or written")
+    return LedgerError(f"{path}: {e}: {hint}")

@@ -25,7 +25,10 @@ def ledger_path(ledger: Ledger) -> tuple[np.ndarray, StepInfo]:
     dates = [d["date"] for d in days]
     row = {d: i - 1 for i, d in enumerate(dates)}  # an order decided on day d is filled on row(d) + 1 - 1
     T, N = len(days) - 1, len(symbols)
-    col = lambda k: np.array([d[k] for d in days], np.float64)  # noqa: E731
+
+    def col(k: str) -> np.ndarray:
+        return np.array([d[k] for d in days], np.float64)
+
     equity, gross = col("equity"), col("gross")
     placed = {side: np.zeros((T, N)) for side in ("buy", "sell")}
     filled = {side: np.zeros((T, N)) for side in ("buy", "sell")}
@@ -65,11 +68,18 @@ def write_paper_report(ledger: Ledger, out: str | Path, periods_per_year: int, *
     dates, info = ledger_path(ledger)
     days = ledger.days()
     title = [f"Paper trading, {ledger.identity.broker} broker, ledger {ledger.path}",
-             f"{days[0]['date']} .. {days[-1]['date']}: {len(days)} days, starting equity "
-             f"{ledger.identity.initial_equity:,.2f}"]
+             (f"{days[0]['date']} .. {days[-1]['date']}: {len(days)} days, starting equity "
+              f"{ledger.identity.initial_equity:,.2f}")]
+    estimated = sum(1 for d in days if d["fees_estimated"])
+    if estimated:
+        title.append(f"Fees on {estimated} of the days are ESTIMATES from the broker's fee schedule, not read from its "
+                     "statements")
     models = ["", "-" * 72, "Models", "", f"{'id':>3} {'date':<11}{'decision':<10}{'champion':>10}{'challenger':>11}  run"]
+
+    def fmt(v: float | None) -> str:
+        return f"{v:>10.3f}" if v is not None else f"{'':>10}"
+
     for m in ledger.models():
-        fmt = lambda v: f"{v:>10.3f}" if v is not None else f"{'':>10}"  # noqa: E731
         models.append(f"{m['id']:>3} {m['date']:<11}{m['decision']:<10}{fmt(m['champion_score'])} "
                       f"{fmt(m['challenger_score'])}  {m['run']} (step {m['checkpoint_step']}, {m['content_hash']})")
     events = ["", "Events", ""] + ([f"{e['date']}  {e['kind']:<8} {e['detail']}" for e in ledger.events()] or ["(none)"])

@@ -74,7 +74,7 @@ def retrain(session: PaperSession, row: int, policy: RetrainPolicy) -> bool:
     challenger = load_run(out)
     old, new = score(champion, session, start, row + 1), score(challenger, session, start, row + 1)
     promoted = new > old
-    model = session.ledger.record_model(date, str(out), challenger.step, content_hash(challenger),
+    model = session.ledger.record_model(date, str(out.resolve()), challenger.step, content_hash(challenger),
                                         "promoted" if promoted else "rejected", old, new)
     session.ledger.record_event(date, "retrain", f"challenger {out} scored {new:.3f} against the champion's "
                                                  f"{old:.3f} on {dates[start]} .. {date}: "

@@ -19,12 +19,12 @@ from ndjax.dynamics import (
     Action,
     MarketParams,
     PortfolioState,
+    execution_prices,
     initial_margin_rates,
     size_orders,
     step,
 )
 from ndjax.paper.broker import (
-    Account,
     Book,
     Broker,
     BrokerError,
@@ -32,6 +32,7 @@ from ndjax.paper.broker import (
     Order,
     OrderStatus,
     Settlement,
+    portfolio_state,
 )
 
 _step = jax.jit(step)
@@ -42,6 +43,7 @@ class SimulatedBroker(Broker):
     """Fills orders with the transition over `arrays` (the market's rows), under the run's rules `params`."""
 
     name = "sim"
+    simulated = True
 
     def __init__(self, arrays: MarketArrays, dates: np.ndarray, symbols: Sequence[str], params: MarketParams):
         self.arrays, self.dates, self.symbols = arrays, dates, tuple(symbols)
@@ -59,8 +61,12 @@ class SimulatedBroker(Broker):
         self._orders = {o.client_id: o for o in open_orders}
         self._status = {o.client_id: OrderStatus(o.client_id, f"sim-{o.client_id}", "new") for o in open_orders}
 
-    def account(self) -> Account:
-        return Account(cash=self._book.cash, positions=dict(self._book.positions))
+    def fee_rate(self, asset_class: str) -> float:
+        """The run's maker fee, on every fill (the transition's rule)."""
+        return float(self.params.maker_fee)
+
+    def account(self) -> Book:
+        return Book(cash=self._book.cash, positions=dict(self._book.positions))
 
     def submit(self, orders: Sequence[Order]) -> list[OrderStatus]:
         for o in orders:
@@ -77,21 +83,13 @@ class SimulatedBroker(Broker):
             raise BrokerError(f"sim broker: unknown orders {missing}")
         return [self._status[c] for c in client_ids]
 
-    def cancel_open(self) -> list[str]:
-        cancelled = [c for c, s in self._status.items() if s.is_open]
+    def cancel_open(self, prefix: str) -> list[str]:
+        cancelled = [c for c, s in self._status.items() if s.is_open and c.startswith(prefix)]
         for c in cancelled:
             self._status[c] = OrderStatus(c, self._status[c].broker_id, "canceled", self._status[c].filled_qty,
                                           self._status[c].filled_price)
-            del self._orders[c]
+            self._orders.pop(c, None)
         return cancelled
-
-    def _state(self, row: int) -> PortfolioState:
-        mark = self.arrays.close[row - 1]
-        q = np.zeros(len(self.symbols))
-        for s, units in self._book.positions.items():
-            q[self.index[s]] = units
-        return PortfolioState(cash=jnp.asarray(self._book.cash, mark.dtype), inventory=jnp.asarray(q, mark.dtype),
-                              mark=mark)
 
     def _action(self, state: PortfolioState, row: int) -> Action:
         """The `Action` whose sizing reproduces the open orders' quantities."""
@@ -118,22 +116,23 @@ class SimulatedBroker(Broker):
 
     def settle(self, row: int) -> Settlement:
         """Step the book through bar `row` with the open orders; fills, statuses and the new book follow."""
-        state = self._state(row)
+        state = portfolio_state(self._book, self.symbols, self.arrays.close[row - 1])
         bar = jax.tree_util.tree_map(lambda x: x[row], self.arrays.bars())
-        new, info = _step(self.params, state, self._action(state, row), bar)
+        action = self._action(state, row)
+        new, info = _step(self.params, state, action, bar)
         date, f = str(self.dates[row]), float(self.params.maker_fee)
         xb, xs = np.asarray(info.buy_qty, np.float64), np.asarray(info.sell_qty, np.float64)
+        buy_px, sell_px = (np.asarray(x, np.float64) for x in execution_prices(self.params, action, bar))
         fills = []
         for o in list(self._orders.values()):
             i, old = self.index[o.symbol], self._status[o.client_id]
-            qty = float(xb[i] if o.side == "buy" else xs[i])
+            qty, price = (float(xb[i]), float(buy_px[i])) if o.side == "buy" else (float(xs[i]), float(sell_px[i]))
             if qty > 0:
-                fills.append(Fill(date, o.symbol, o.side, qty, o.limit_price, f * qty * o.limit_price, "order",
-                                  o.client_id))
+                fills.append(Fill(date, o.symbol, o.side, qty, price, f * qty * price, "order", o.client_id))
                 status = "filled" if qty >= o.quantity * (1 - 1e-5) else "partially_filled"
-            else:
-                status = "new" if o.asset_class == "crypto" else "expired"  # GTC crypto waits for the next cycle
-            self._status[o.client_id] = OrderStatus(o.client_id, old.broker_id, status, qty, o.limit_price if qty else 0.0)
+            else:  # a stock day order expires; a GTC crypto order stays open until the cycle cancels it
+                status = "new" if o.asset_class == "crypto" else "expired"
+            self._status[o.client_id] = OrderStatus(o.client_id, old.broker_id, status, qty, price if qty else 0.0)
             if status in ("filled", "expired") or o.asset_class != "crypto":
                 del self._orders[o.client_id]
         forced = np.asarray(info.forced_qty, np.float64)
@@ -145,4 +144,4 @@ class SimulatedBroker(Broker):
         self._book = Book(cash=float(new.cash), positions={s: float(units[i]) for s, i in self.index.items()
                                                            if units[i] > 0})
         return Settlement(fills=fills, interest=float(info.leverage_cost), fees=float(info.fees),
-                          margin_call=bool(info.margin_call > 0), forced_notional=float(info.forced_notional), info=info)
+                          margin_call=bool(info.margin_call > 0), forced_notional=float(info.forced_notional))

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ndjax.data.market import MarketData
 from ndjax.paper.broker import Broker
-from ndjax.paper.cycle import PaperConfig, PaperSession
-from ndjax.paper.ledger import Ledger, LedgerIdentity
+from ndjax.paper.cycle import PaperConfig, PaperSession, content_hash
+from ndjax.paper.ledger import Ledger, LedgerError, LedgerIdentity
 from ndjax.paper.report import write_paper_report
 from ndjax.paper.simulated import SimulatedBroker
 from ndjax.runs.folder import RunError, load_market, load_run, run_arrays
@@ -27,28 +28,43 @@ class PaperResult:
 
 
 def open_session(run_dir: str | Path, ledger_path: str | Path, *, data_dir: str | None = None, symbols: Any = None,
-                 broker: str = "sim",
-                 equity: float = 25_000.0, config: PaperConfig | None = None, out: str | Path | None = None,
+                 market: MarketData | None = None, broker: str = "sim", equity: float | None = None,
+                 adopt_account: bool = False, config: PaperConfig | None = None, out: str | Path | None = None,
                  alpaca: dict[str, Any] | None = None) -> PaperSession:
-    """A session over the run's market (or `data_dir`), trading the ledger's champion if it has one."""
+    """A session over the run's market (or `data_dir`, or a `market` already loaded), trading the ledger's champion
+    if it has one: the run and checkpoint step the ledger recorded, whose parameters must still hash to the
+    recorded content hash. `equity` None keeps a ledger's own starting equity (a new one starts from
+    `DEFAULT_EQUITY`); `adopt_account` lets a new ledger at a real broker start from the broker's cash."""
     run = load_run(run_dir)
-    market = load_market(run, data_dir, symbols=symbols)
-    identity = LedgerIdentity(tuple(market.symbols), tuple(bool(x) for x in market.is_crypto), broker, float(equity))
+    if market is None:
+        market = load_market(run, data_dir, symbols=symbols)
+    identity = LedgerIdentity(tuple(market.symbols), tuple(bool(x) for x in market.is_crypto), broker,
+                              None if equity is None else float(equity))
     ledger = Ledger.open(ledger_path, identity)
-    champion = ledger.champion()
-    if champion is not None and Path(champion["run"]) != Path(run_dir):
-        run = load_run(champion["run"], step=champion["checkpoint_step"])
-    if broker == "sim":
-        chosen: Broker = SimulatedBroker(run_arrays(run, market), market.dates, market.symbols,
-                                         run.config.market_params(is_crypto=market.is_crypto))
-    elif broker == "alpaca":
-        from ndjax.paper.alpaca import AlpacaBroker
+    try:
+        champion = ledger.champion()
+        if champion is not None:
+            run = load_run(champion["run"], step=champion["checkpoint_step"])
+            found = content_hash(run)
+            if found != champion["content_hash"]:
+                raise LedgerError(f"{ledger.path}: model {champion['id']} ({champion['run']}, step "
+                                  f"{champion['checkpoint_step']}) traded with content hash {champion['content_hash']}, "
+                                  f"the checkpoint there now hashes to {found}: it was overwritten; restore it or use "
+                                  "another ledger")
+        if broker == "sim":
+            chosen: Broker = SimulatedBroker(run_arrays(run, market), market.dates, market.symbols,
+                                             run.config.market_params(is_crypto=market.is_crypto))
+        elif broker == "alpaca":
+            from ndjax.paper.alpaca import AlpacaBroker
 
-        chosen = AlpacaBroker(market.symbols, market.is_crypto, **(alpaca or {}))
-    else:
-        raise RunError(f"paper: unknown broker {broker!r}; expected 'sim' or 'alpaca'")
-    session = PaperSession(run, market, ledger, chosen, config or PaperConfig(),
-                           Path(out) if out else Path(ledger_path).parent)
+            chosen = AlpacaBroker(market.symbols, market.is_crypto, **(alpaca or {}))
+        else:
+            raise RunError(f"paper: unknown broker {broker!r}; expected 'sim' or 'alpaca'")
+        session = PaperSession(run, market, ledger, chosen, config or PaperConfig(),
+                               Path(out) if out else Path(ledger_path).parent, adopt_account=adopt_account)
+    except BaseException:
+        ledger.close()
+        raise
     if champion is not None:
         session.model_id = champion["id"]
     return session
