@@ -289,7 +289,8 @@ def run_variants(w, rules, hard_args, soft_args, eq_nd, reps, budget, add) -> No
     compiled, c_ms = compile_jit(simulate_equity_batch_minor, p, sT, aT, bT)
     eq = block(compiled(p, sT, aT, bT))[0]
     ms, n = bench(lambda: block(compiled(p, sT, aT, bT)), reps, budget)
-    add("ndjax equity+returns [(T,N,B) layout]", "fwd", ms, n, c_ms, check=f"= full: {rel_err_pointwise(eq, eq_nd):.1e}")
+    add("ndjax equity+returns [(T,N,B) layout]", "fwd", ms, n, c_ms,
+        check=f"= full: {rel_err_pointwise(eq, eq_nd):.1e}")
 
 
 def main() -> None:
@@ -320,7 +321,8 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001
             versions.append(f"vectorbt unavailable: {type(exc).__name__}: {exc}")
     print(f"python {platform.python_version()} | {' | '.join(versions)}")
-    print(f"cpus visible: {os.cpu_count()} | jax devices: {jax.devices()} | XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+    print(f"cpus visible: {os.cpu_count()} | jax devices: {jax.devices()} | "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
           " (XLA:CPU default: one device, intra-op Eigen pool over all cores)")
     bw = copy_bandwidth(64 << 20 if args.quick else 512 << 20)
     print(f"measured copy bandwidth (numpy copyto, read+write): {bw / 1e9:.2f} GB/s")
@@ -336,7 +338,8 @@ def main() -> None:
     for key, what, err in checks:
         print(f"  ({key}) {what:<66} {err:.2e}")
 
-    print("\n| wl | implementation | mode | median ms | n | compile ms | asset-steps/s | peer / ndjax | x bw floor | check |")
+    print("\n| wl | implementation | mode | median ms | n | compile ms | asset-steps/s | peer / ndjax | x bw floor "
+          "| check |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         cm = "" if r["compile_ms"] is None else f"{r['compile_ms']:.0f}"

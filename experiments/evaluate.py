@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as e:
         raise SystemExit(f"evaluate: {e}") from None
     print(result["text"])
-    print(f"\nwrote {args.out or run.path}/equity.png, evaluate_daily.csv, evaluate_symbols.csv, evaluate_summary.json, "
-          "evaluate_report.txt", file=sys.stderr)
+    print(f"\nwrote {args.out or run.path}/equity.png, evaluate_daily.csv, evaluate_symbols.csv, "
+          "evaluate_summary.json, evaluate_report.txt", file=sys.stderr)
     return result
 
 

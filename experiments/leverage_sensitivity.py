@@ -88,7 +88,8 @@ def print_tables(rows: list[dict]) -> None:
         mean = lambda k: float(np.mean([r[k] for r in g]))  # noqa: E731
         print(f"  signal {signal:.2f}: 1x edge {mean('edge_1x_annual') * 100:6.1f} %/yr, policy mean leverage "
               f"{mean('policy_mean_leverage'):.2f}x (max {max(r['policy_max_leverage'] for r in g):.2f}x, "
-              f"{mean('policy_days_above_1x') * 100:.0f} % of days above 1x), oracle {mean('oracle_mean_leverage'):.2f}x")
+              f"{mean('policy_days_above_1x') * 100:.0f} % of days above 1x), "
+              f"oracle {mean('oracle_mean_leverage'):.2f}x")
 
 
 def plot(rows: list[dict], path: Path) -> None:

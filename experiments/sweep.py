@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     except ValueError as e:
         raise SystemExit(f"sweep: {e}") from None
     arrays = prepare(market, a)[1]
-    cfg = from_fields(TrainConfig, args, policy=from_fields(PolicyConfig, args), periods_per_year=market.periods_per_year)
+    cfg = from_fields(TrainConfig, args, policy=from_fields(PolicyConfig, args),
+                      periods_per_year=market.periods_per_year)
     trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, cfg.policy.context))
     seeds_in = [int(s) for s in args.seeds.split(",") if s.strip()]
     keys, hps, seeds = with_seeds(hps, seeds_in)

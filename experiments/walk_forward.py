@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbols", help="comma list (default: every file)")
     p.add_argument("--start", default="2020-01-01", help="first date of every fold's training data")
     p.add_argument("--tests", default="2022-01-01,2023-01-01,2024-01-01,2025-01-01",
-                   help="first day of each fold's test; each test ends the day before the next (the last: the data's end)")
+                   help="first day of each fold's test; each test ends the day before the next "
+                        "(the last: the data's end)")
     p.add_argument("--val-days", type=int, default=180, help="calendar days of validation before each test")
     add_fields(p.add_argument_group("policy"), PolicyConfig, skip={"n_features"})
     add_fields(p.add_argument_group("training"), TrainConfig, skip={"policy", "periods_per_year"})
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for name in ("policy", "buy_and_hold", "cash"):
             st = result.stats[name]
             row.update({f"{name}_{k}": float(getattr(st, k)) for k in ("total_return", "sortino", "max_drawdown",
-                                                                          "mean_leverage", "max_leverage", "margin_calls")})
+                                                                          "mean_leverage", "max_leverage",
+                                                                          "margin_calls")})
         row["dd_limit"], row["dd_ok"] = drawdown_target(row["policy_max_drawdown"], row["buy_and_hold_max_drawdown"])
         rows.append(row)
         curves.append((fold.name, np.asarray(result.dates), np.asarray(result.paths["policy"].equity),
@@ -99,14 +101,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{'B&H ret':>8}{'Sortino':>8}{'MaxDD':>7} | {'DD limit':>8}  check")
     for r in rows:
         print(f"{r['fold']:<26}{r['policy_total_return'] * 100:>10.1f}%{r['policy_sortino']:>8.2f}"
-              f"{r['policy_max_drawdown'] * 100:>6.1f}%{r['policy_mean_leverage']:>6.2f}/{r['policy_max_leverage']:<4.2f}"
+              f"{r['policy_max_drawdown'] * 100:>6.1f}%{r['policy_mean_leverage']:>6.2f}"
+              f"/{r['policy_max_leverage']:<4.2f}"
               f"{r['policy_margin_calls']:>6.0f} | {r['buy_and_hold_total_return'] * 100:>7.1f}%"
               f"{r['buy_and_hold_sortino']:>8.2f}{r['buy_and_hold_max_drawdown'] * 100:>6.1f}% | "
               f"{r['dd_limit'] * 100:>7.1f}%  {'OK' if r['dd_ok'] else 'EXCEEDED'}")
     compound = lambda key: float(np.prod([1 + r[key] for r in rows]) - 1)  # noqa: E731
     print(f"{'all folds (compounded)':<26}{compound('policy_total_return') * 100:>10.1f}%"
           f"{np.mean([r['policy_sortino'] for r in rows]):>8.2f}{'':>24} | "
-          f"{compound('buy_and_hold_total_return') * 100:>7.1f}%{np.mean([r['buy_and_hold_sortino'] for r in rows]):>8.2f}"
+          f"{compound('buy_and_hold_total_return') * 100:>7.1f}%"
+          f"{np.mean([r['buy_and_hold_sortino'] for r in rows]):>8.2f}"
           f"{'':>7} |           {sum(r['dd_ok'] for r in rows)}/{len(rows)} folds within the drawdown limit")
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "walk_forward.csv", "w", newline="") as fh:

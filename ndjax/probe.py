@@ -35,7 +35,8 @@ def empty_memory(like: jax.Array) -> ProbeState:
 
 def probing(memory: ProbeState) -> jax.Array:
     """`(..., N)` bool: the last closed trade lost, or the last two sum to <= 0."""
-    return ((memory.n_closed >= 1) & (memory.last < 0)) | ((memory.n_closed >= 2) & (memory.last + memory.previous <= 0))
+    return (((memory.n_closed >= 1) & (memory.last < 0))
+            | ((memory.n_closed >= 2) & (memory.last + memory.previous <= 0)))
 
 
 def remember_trades(memory: ProbeState, held: jax.Array, bought: jax.Array, sold: jax.Array, buy_px: jax.Array,

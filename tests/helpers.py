@@ -44,7 +44,8 @@ def to_jax(case: dict, dtype=jnp.float32, **param_kwargs):
     a = {k: jnp.asarray(v, dtype) if k != "is_crypto" else jnp.asarray(v) for k, v in case.items()}
     params = MarketParams(is_crypto=a["is_crypto"], **param_kwargs)
     state = PortfolioState(cash=a["cash"], inventory=a["inventory"], mark=a["mark"])
-    action = Action(buy_price=a["buy_price"], sell_price=a["sell_price"], buy_frac=a["buy_frac"], sell_frac=a["sell_frac"])
+    action = Action(buy_price=a["buy_price"], sell_price=a["sell_price"], buy_frac=a["buy_frac"],
+                    sell_frac=a["sell_frac"])
     bar = Bar(high=a["high"], low=a["low"], close=a["close"], tradable=a["tradable"], days_elapsed=a["days"])
     return params, state, action, bar
 

@@ -30,8 +30,8 @@ def reference_step(
         borrowed = np.minimum(np.maximum(S - E0, 0), np.maximum(E0, 0))
     else:
         borrowed = np.maximum(-c, 0)
-    I = borrowed * rate * np.asarray(days, np.float64) / day_count
-    c1 = c - I
+    interest_cost = borrowed * rate * np.asarray(days, np.float64) / day_count
+    c1 = c - interest_cost
     # 2. one pool of excess equity
     m = np.where(crypto, 1 / lc, 1 / ls)
     E1 = c1 + S + C
@@ -79,7 +79,7 @@ def reference_step(
     E3 = c3 + gross
     ret = np.where(E0 > 0, E3 / np.where(E0 > 0, E0, 1) - 1, 0)
     return dict(
-        S=S, C=C, E0=E0, interest=I, c1=c1, E1=E1, IM=IM, X=X, margin_rate=m, buy_order=bq, sell_order=sq,
+        S=S, C=C, E0=E0, interest=interest_cost, c1=c1, E1=E1, IM=IM, X=X, margin_rate=m, buy_order=bq, sell_order=sq,
         fb=fb, fs=fs, xb=xb, xs=xs, cash2=c2, inventory2=q2, equity2=E2, MM=MM, IMc=IMc, call=call, y=y, z=z,
         forced=forced, fees=fees, cash=c3, inventory=q3, equity=E3, returns=ret, gross=gross,
     )

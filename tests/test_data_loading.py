@@ -55,7 +55,8 @@ def test_open_time_ms_crlf_extra_columns(tmp_path: Path) -> None:
     ms = [int((D("2024-03-01") + i - D("1970-01-01")).astype(int)) * 86_400_000 for i in range(3)]
     lines = ["open_time,open,high,low,close,volume,close_time,quote_volume,trades,datetime"]
     for i, t in enumerate(ms):
-        lines.append(f"{t},{100 + i},{102 + i},{99 + i},{101 + i},7.5,{t + 86_399_999},1.0,42,2024-03-0{i + 1} 00:00:00")
+        lines.append(f"{t},{100 + i},{102 + i},{99 + i},{101 + i},7.5,{t + 86_399_999},1.0,42,"
+                     f"2024-03-0{i + 1} 00:00:00")
     m = load_daily(write(tmp_path / "ETHUSDT.csv", "\n".join(lines), newline="\r\n"))
     np.testing.assert_array_equal(m.dates, np.asarray(days("2024-03-01", 3), dtype="datetime64[D]"))
     np.testing.assert_allclose(m.open[:, 0], [100, 101, 102])
@@ -183,7 +184,8 @@ garbage,100,101,99,100,1
     assert "R.csv: data row 2 (2024-07-02): high < low" in msg
     assert "R.csv: data row 4: unparsable date 'garbage'" in msg
     assert "R.csv: data row 6 (2024-07-05): duplicate date (same day as data row 5)" in msg
-    np.testing.assert_array_equal(m.dates, np.asarray(["2024-07-01", "2024-07-03", "2024-07-05"], dtype="datetime64[D]"))
+    np.testing.assert_array_equal(m.dates,
+                                  np.asarray(["2024-07-01", "2024-07-03", "2024-07-05"], dtype="datetime64[D]"))
     np.testing.assert_allclose(m.close[:, 0], [100, 100.5, 101])
 
 

@@ -156,7 +156,8 @@ def test_margin_call_off_keeps_the_book():
 
 
 def _harsh_path(seed, T=500, B=8, N=5):
-    """A violent random walk (7.6 % daily vol, a common fat-tailed factor) where every asset trades every day, and greedy orders."""
+    """A violent random walk (7.6 % daily vol, a common fat-tailed factor) where every asset trades every day, and
+    greedy orders."""
     rng = np.random.default_rng(seed)
     is_crypto = np.arange(N) >= 4
     market = rng.standard_t(3, (T, B, 1)) / np.sqrt(3)

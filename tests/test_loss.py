@@ -54,7 +54,8 @@ def test_objective_forward_equals_simulator_bitwise(interest, seed):
     np.testing.assert_array_equal(_objective(*ste), on_sim)
     # the gradient program is compiled separately: XLA CPU fuses (and contracts multiply-adds) differently
     # there, so its forward value agrees to float32 rounding (measured <= 3.4e-7 relative over 20 paths)
-    value, _ = jax.jit(jax.value_and_grad(lambda a, p, s, b: _objective(p, s, a, b).sum()))(ste[2], ste[0], ste[1], ste[3])
+    value, _ = jax.jit(jax.value_and_grad(lambda a, p, s, b: _objective(p, s, a, b).sum()))(
+        ste[2], ste[0], ste[1], ste[3])
     np.testing.assert_allclose(value, on_sim.sum(), rtol=2e-6)
 
 
@@ -94,7 +95,8 @@ def test_objectives_by_hand():
     np.testing.assert_array_equal(evaluate_returns(r, "sortino", 252), sortino(r, 252))
     var = np.var(np.asarray(r, np.float64))
     np.testing.assert_allclose(mean_variance(r, 252, 3.0), (m - 1.5 * var) * 252, rtol=1e-5)
-    np.testing.assert_array_equal(evaluate_returns(r, "mean_variance", 252, risk_aversion=3.0), mean_variance(r, 252, 3.0))
+    np.testing.assert_array_equal(evaluate_returns(r, "mean_variance", 252, risk_aversion=3.0),
+                                  mean_variance(r, 252, 3.0))
 
 
 @settings(max_examples=20, deadline=None)

@@ -112,7 +112,8 @@ def test_cycles_against_the_broker(run_dir, tmp_path, keys):
         fills = {f["symbol"]: f for f in session.ledger.fills()}
         assert set(fills) == {o["symbol"] for o in buys.values()} and all(f["side"] == "buy" for f in fills.values())
         stock, coin = buys["stock"], buys["crypto"]
-        assert fills[stock["symbol"]]["quantity"] == pytest.approx(stock["quantity"]) and fills[stock["symbol"]]["fee"] == 0
+        assert (fills[stock["symbol"]]["quantity"] == pytest.approx(stock["quantity"])
+                and fills[stock["symbol"]]["fee"] == 0)
         fee = session.broker.fee_rate("crypto")
         assert fee == fake.crypto_fee > 0
         assert fills[coin["symbol"]]["quantity"] == pytest.approx(coin["quantity"] * (1 - fee), rel=1e-9)
@@ -169,7 +170,8 @@ def test_a_fill_while_the_cancel_is_pending_is_recorded(run_dir, tmp_path, keys)
         assert (row["status"], row["filled_qty"]) == ("canceled", pytest.approx(buy["quantity"] * 3 / 4))
         fills = [f["quantity"] for f in session.ledger.fills() if f["client_id"] == buy["client_id"]]
         assert fills == pytest.approx([buy["quantity"] / 2, buy["quantity"] / 4])
-        assert session.ledger.book(str(dates[DAY + 2])).positions[buy["symbol"]] == pytest.approx(buy["quantity"] * 3 / 4)
+        assert (session.ledger.book(str(dates[DAY + 2])).positions[buy["symbol"]]
+                == pytest.approx(buy["quantity"] * 3 / 4))
 
 
 def test_refused_and_small_orders(run_dir, tmp_path, keys):

@@ -48,7 +48,8 @@ def test_permuting_assets_permutes_actions(model):
     apply = make_apply(graphdef)
     a = apply(params, observe(encode(graphdef, params, feats)[-1], state, MarketParams(is_crypto=crypto)))
     pstate = state.replace(inventory=state.inventory[perm], mark=state.mark[perm])
-    b = apply(params, observe(encode(graphdef, params, feats[:, perm])[-1], pstate, MarketParams(is_crypto=crypto[perm])))
+    b = apply(params, observe(encode(graphdef, params, feats[:, perm])[-1], pstate,
+                              MarketParams(is_crypto=crypto[perm])))
     chex.assert_trees_all_close(jax.tree_util.tree_map(lambda x: x[perm], a), b, rtol=1e-5, atol=1e-6)
 
 

@@ -39,7 +39,8 @@ def test_fine_tuning_and_bad_input(run_dir, tmp_path):
     with pytest.raises(RunError, match="no checkpoints to resume"):
         train_job(TINY_JOB, tmp_path / "new", resume=True, progress=False)
     with pytest.raises(ValueError, match="maintenance_margin"):
-        train_job(dataclasses.replace(TINY_JOB, hparams=HParams(maintenance_margin=0.9)), tmp_path / "x", progress=False)
+        train_job(dataclasses.replace(TINY_JOB, hparams=HParams(maintenance_margin=0.9)), tmp_path / "x",
+                  progress=False)
     with pytest.raises(DataError, match="date split"):
         train_job(dataclasses.replace(TINY_JOB, train_end="2021-01-05", val_end="2021-01-04"), tmp_path / "y",
                   progress=False)

@@ -60,7 +60,8 @@ CHILD = textwrap.dedent("""
         final, infos = simulate_sharded(params, state0, actions, bars)
         rf, ri = simulate(params, state0, actions, bars)
         if b == 8:
-            out["sim_devices"] = sorted({{len(x.sharding.device_set) for x in jax.tree_util.tree_leaves((final, infos))}})
+            out["sim_devices"] = sorted({{len(x.sharding.device_set)
+                                          for x in jax.tree_util.tree_leaves((final, infos))}})
             out["sim_spec"] = str(infos.equity.sharding.spec)
         assert infos.equity.shape == (24, b) and final.cash.shape == (b,)
         chex.assert_trees_all_close((final, infos), (rf, ri), rtol=1e-6, atol=1e-6)

@@ -82,7 +82,8 @@ def market_arrays(market: MarketData, features: np.ndarray, dtype: Any = jnp.flo
     )
 
 
-def prepare(market: MarketData, train_rows: int, normalizer: Normalizer | None = None) -> tuple[Normalizer, MarketArrays]:
+def prepare(market: MarketData, train_rows: int,
+            normalizer: Normalizer | None = None) -> tuple[Normalizer, MarketArrays]:
     """Features of every row normalised with statistics of the first `train_rows` rows only (or with a stored
     `normalizer`), as device arrays."""
     raw = compute_features(market)

@@ -126,7 +126,7 @@ class Broker(ABC):
     fees_estimated: bool = False
     min_notional: Mapping[str, float] = {}
 
-    def sync(self, book: Book, open_orders: Sequence[Order]) -> None:
+    def sync(self, book: Book, open_orders: Sequence[Order]) -> None:  # noqa: B027
         """Adopt the ledger's book and the orders still open (a simulated broker keeps no state of its own)."""
 
     def settle(self, row: int) -> Settlement | None:

@@ -230,7 +230,8 @@ class PaperSession:
         halted = bool(last_day and last_day["halted"]) and not (resumed and resumed[-1] == last_day["date"])
         if not halted and halts(dd, self.config.controls):
             halted = True
-            self.ledger.record_event(date, "halt", f"drawdown {dd:.2%} reached {self.config.controls.halt_drawdown:.2%}:"
+            self.ledger.record_event(date, "halt", f"drawdown {dd:.2%} reached "
+                                                   f"{self.config.controls.halt_drawdown:.2%}:"
                                                    " new buys stop until a person resumes")
         ramp = next_ramp(None if last_day is None else last_day["ramp"], dd, self.config.controls)
         return dd, halted, ramp

@@ -38,7 +38,8 @@ SCHEMA = {
                "challenger_score REAL"),
     "account_days": ("date TEXT PRIMARY KEY, equity REAL NOT NULL, cash REAL NOT NULL, gross REAL NOT NULL, "
                      "leverage_cost REAL NOT NULL, fees REAL NOT NULL, fees_estimated INTEGER NOT NULL, "
-                     "margin_call INTEGER NOT NULL, forced_notional REAL NOT NULL, model INTEGER REFERENCES models(id), "
+                     "margin_call INTEGER NOT NULL, forced_notional REAL NOT NULL, "
+                     "model INTEGER REFERENCES models(id), "
                      "ramp REAL NOT NULL, halted INTEGER NOT NULL"),
     "orders": ("client_id TEXT PRIMARY KEY, date TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, "
                "limit_price REAL NOT NULL, quantity REAL NOT NULL, notional REAL NOT NULL, asset_class TEXT NOT NULL, "

@@ -74,7 +74,8 @@ def write_paper_report(ledger: Ledger, out: str | Path, periods_per_year: int, *
     if estimated:
         title.append(f"Fees on {estimated} of the days are ESTIMATES from the broker's fee schedule, not read from its "
                      "statements")
-    models = ["", "-" * 72, "Models", "", f"{'id':>3} {'date':<11}{'decision':<10}{'champion':>10}{'challenger':>11}  run"]
+    models = ["", "-" * 72, "Models", "",
+              f"{'id':>3} {'date':<11}{'decision':<10}{'champion':>10}{'challenger':>11}  run"]
 
     def fmt(v: float | None) -> str:
         return f"{v:>10.3f}" if v is not None else f"{'':>10}"
@@ -82,7 +83,8 @@ def write_paper_report(ledger: Ledger, out: str | Path, periods_per_year: int, *
     for m in ledger.models():
         models.append(f"{m['id']:>3} {m['date']:<11}{m['decision']:<10}{fmt(m['champion_score'])} "
                       f"{fmt(m['challenger_score'])}  {m['run']} (step {m['checkpoint_step']}, {m['content_hash']})")
-    events = ["", "Events", ""] + ([f"{e['date']}  {e['kind']:<8} {e['detail']}" for e in ledger.events()] or ["(none)"])
+    events = ["", "Events", ""] + ([f"{e['date']}  {e['kind']:<8} {e['detail']}" for e in ledger.events()]
+                                   or ["(none)"])
     extra = {"days": days, "models": ledger.models(), "events": ledger.events()}
     text, stats = write_period_report(out, "paper", title, dates, {"paper": info}, periods_per_year, rows=rows,
                                       extra_sections=models + events, summary_extra=extra)

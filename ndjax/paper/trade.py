@@ -48,7 +48,8 @@ def open_session(run_dir: str | Path, ledger_path: str | Path, *, data_dir: str 
             found = content_hash(run)
             if found != champion["content_hash"]:
                 raise LedgerError(f"{ledger.path}: model {champion['id']} ({champion['run']}, step "
-                                  f"{champion['checkpoint_step']}) traded with content hash {champion['content_hash']}, "
+                                  f"{champion['checkpoint_step']}) traded with content hash "
+                                  f"{champion['content_hash']}, "
                                   f"the checkpoint there now hashes to {found}: it was overwritten; restore it or use "
                                   "another ledger")
         if broker == "sim":

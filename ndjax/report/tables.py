@@ -101,7 +101,8 @@ def format_plan(plan: Mapping[str, Any]) -> str:
     """The next-day plan (`runs.plan.plan_orders`) as text: the book, its requirements and buying power, the orders."""
     lines = [f"Plan for {plan['next_day']} from the close of {plan['as_of']}: equity {plan['equity']:,.2f} "
              f"(cash {plan['cash']:,.2f}, stocks {plan['stock_value']:,.2f}, crypto {plan['crypto_value']:,.2f})",
-             f"Initial requirement {plan['initial_requirement']:,.2f}, maintenance {plan['maintenance_requirement']:,.2f}; "
+             f"Initial requirement {plan['initial_requirement']:,.2f}, "
+             f"maintenance {plan['maintenance_requirement']:,.2f}; "
              f"excess equity {plan['excess']:,.2f}: buying power {plan['buying_power_stock']:,.2f} in stocks or "
              f"{plan['buying_power_crypto']:,.2f} in crypto (one pool)", ""]
     lines.append(f"{'Symbol':<12}{'Class':<8}{'Side':<6}{'Limit':>14}{'Quantity':>16}{'Notional':>14}"

@@ -101,8 +101,9 @@ def write_period_report(out: str | Path, prefix: str, title: Sequence[str], date
     text = "\n".join(sections)
     atomic_write_text(out / f"{prefix}_report.txt", text + "\n")
     write_rows(out / f"{prefix}_daily.csv", daily_rows(dates, main), DAILY_COLUMNS)
-    write_json(out / f"{prefix}_summary.json", dict(summary_extra or {}, period=[str(dates[0])[:10], str(dates[-1])[:10]],
-                                                    summary={k: v.as_dict() for k, v in stats.items()}))
+    write_json(out / f"{prefix}_summary.json",
+               dict(summary_extra or {}, period=[str(dates[0])[:10], str(dates[-1])[:10]],
+                    summary={k: v.as_dict() for k, v in stats.items()}))
     plot_equity(out / "equity.png", dates, {name: np.asarray(p.equity) for name, p in paths.items()},
                 np.asarray(drawdown(main.equity, main.prev_equity[0])), np.asarray(main.leverage),
                 np.asarray(main.margin_call))

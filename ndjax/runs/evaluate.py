@@ -175,7 +175,8 @@ def period_rows(run: Run, dates: np.ndarray, start: Any = None, end: Any = None,
     lo = row_at_or_after(dates, first)
     hi = row_at_or_before(dates, last) + 1 if last else len(dates)
     if lo >= len(dates) or hi - lo < 3:
-        raise RunError(f"period {first} .. {last or dates[-1]}: fewer than 3 rows in the data ({dates[0]} .. {dates[-1]})")
+        raise RunError(f"period {first} .. {last or dates[-1]}: fewer than 3 rows in the data "
+                       f"({dates[0]} .. {dates[-1]})")
     return lo, hi
 
 

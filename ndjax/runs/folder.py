@@ -92,7 +92,8 @@ def load_config(run_dir: str | Path) -> RunConfig:
     except json.JSONDecodeError as e:
         raise RunError(f"{path}: not JSON ({e})") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise RunError(f"{path}: not a {FORMAT} run configuration (format {d.get('format') if isinstance(d, dict) else None!r}); "
+        raise RunError(f"{path}: not a {FORMAT} run configuration "
+                       f"(format {d.get('format') if isinstance(d, dict) else None!r}); "
                        "runs written before the orbax checkpoints must be trained again")
     try:
         config = RunConfig.from_dict(d)

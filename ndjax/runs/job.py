@@ -92,7 +92,8 @@ def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: An
 
 
 def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-              init_from: str | Path | None = None, keep: int = 3, rows: bool = True, progress: bool = True, log: Any = None) -> JobResult:
+              init_from: str | Path | None = None, keep: int = 3, rows: bool = True, progress: bool = True,
+              log: Any = None) -> JobResult:
     """Train `spec` into the run folder `out` (or continue it with `resume`), then report the held-out test.
 
     A folder holding another run's checkpoints raises unless `overwrite` (they are deleted) or `resume`.
@@ -109,8 +110,8 @@ def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite
     cfg, hp = config.train, config.hparams
     init_params = restore_params(init_from, cfg) if init_from else None
     t_train = time.perf_counter()
-    fit(prepared.trainer, cfg, hp, jax.random.PRNGKey(spec.seed), out, resume=resume, overwrite=overwrite, init_params=init_params,
-        keep=keep, progress=progress)
+    fit(prepared.trainer, cfg, hp, jax.random.PRNGKey(spec.seed), out, resume=resume, overwrite=overwrite,
+        init_params=init_params, keep=keep, progress=progress)
     t_train = time.perf_counter() - t_train
 
     run = load_run(out)

@@ -114,7 +114,8 @@ def plan_orders(run: Run, market: MarketData, arrays: MarketArrays, *, cash: flo
     for j, s in enumerate(symbols):
         cls = "crypto" if is_crypto[j] else "stock"
         if not recent[j]:
-            why = "no bar yet" if last_bar[j] < 0 else f"no recent bar (last {market.dates[last_bar[j]]}, {int(stale[j])} days old)"
+            why = ("no bar yet" if last_bar[j] < 0
+                   else f"no recent bar (last {market.dates[last_bar[j]]}, {int(stale[j])} days old)")
             skipped.append({"symbol": s, "asset_class": cls, "reason": why})
             continue
         if not open_next[j]:

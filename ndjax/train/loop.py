@@ -60,8 +60,8 @@ def fit(
 
     `resume` continues from the latest checkpoint; otherwise a folder that holds checkpoints already raises
     `CheckpointError`, unless `overwrite` deletes them first. `init_params` starts from given parameters
-    (fine-tuning) with a fresh optimiser. `stop_after` ends after that many chunks (used to test resumption). Appends one
-    JSON line per chunk to `run_dir/metrics.jsonl`; `progress` shows a tqdm bar on stderr.
+    (fine-tuning) with a fresh optimiser. `stop_after` ends after that many chunks (used to test resumption). Appends
+    one JSON line per chunk to `run_dir/metrics.jsonl`; `progress` shows a tqdm bar on stderr.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ def make_mesh(devices: Sequence[Any] | None = None) -> Mesh:
     return Mesh(devs, (AXIS,))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def default_mesh() -> Mesh:
     return make_mesh()
 

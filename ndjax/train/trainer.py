@@ -113,7 +113,8 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
     T = train_arrays.n_days
     k = cfg.n_assets or N
     if span > T:
-        raise ValueError(f"TrainConfig.window: lookback {L} + window {W} + 1 = {span} rows exceed the {T} training rows")
+        raise ValueError(f"TrainConfig.window: lookback {L} + window {W} + 1 = {span} rows exceed the {T} "
+                         "training rows")
     if not 1 <= k <= N:
         raise ValueError(f"TrainConfig.n_assets: {k} not in [1, {N}]")
     if val_arrays.n_days <= L + 1:
