@@ -6,7 +6,8 @@ oracle (it knows the process: `ndjax/oracle.py`), buy and hold at 1x, and cash. 
 Sortino / oracle Sortino; the return ratio is policy return / oracle return.
 
     python benchmarks/bench_learning.py                                   # 5 signals x 5 seeds x 2 books
-    python benchmarks/bench_learning.py --signals 0.3 --seeds 0,1 --books mixed --jobs 2
+    python benchmarks/bench_learning.py --signals=-0.3,0.3 --seeds 0,1 --books mixed --jobs 2
+    python benchmarks/bench_learning.py --hparams risk_aversion=5,feature_noise=0   # another design point
 
 Prints a table per case and a summary per (book, signal) with the issue's targets, and writes learning.csv,
 learning_summary.csv and learning.png into --out. Prints figures only; nothing is asserted.
@@ -38,11 +39,13 @@ def run_case(case: tuple[str, float, int, str, dict]) -> dict:
     from ndjax.data.source import MarketSource
     from ndjax.runs.evaluate import captured_share
     from ndjax.runs.job import JobSpec, train_job
+    from ndjax.train.config import HParams
 
     book, signal, seed, out, overrides = case
     n_stocks, n_crypto = BOOKS[book]
     spec = JobSpec(source=MarketSource(synthetic_seed=seed, signal=signal, n_stocks=n_stocks, n_crypto=n_crypto,
-                                       **overrides.get("source", {})))
+                                       **overrides.get("source", {})),
+                   hparams=HParams(**overrides.get("hparams", {})))
     t0 = time.perf_counter()
     result = train_job(spec, Path(out) / f"{book}_s{signal:+.1f}_seed{seed}", rows=False, progress=False,
                        overwrite=True)
@@ -147,10 +150,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--books", default="stocks,mixed")
     p.add_argument("--jobs", type=int, default=1, help="cases trained at once (one CPU thread each)")
     p.add_argument("--out", default="benchmarks/out/learning")
+    p.add_argument("--hparams", default="", help="HParams overrides, e.g. risk_aversion=5,feature_noise=0")
     args = p.parse_args(argv)
+    hparams = {k: float(v) for k, v in (kv.split("=") for kv in args.hparams.split(",") if kv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cases = [(book, float(s), int(seed), str(out), {}) for book in args.books.split(",")
+    cases = [(book, float(s), int(seed), str(out), {"hparams": hparams}) for book in args.books.split(",")
              for s in args.signals.split(",") for seed in args.seeds.split(",")]
     print(f"{len(cases)} cases; python {platform.python_version()}, {os.cpu_count()} CPUs, {args.jobs} job(s)",
           file=sys.stderr)

@@ -27,6 +27,7 @@ HELP: Mapping[str, str] = {
     "initial_cash": "starting equity of a simulated account", "pool_batch": "objective of the pooled batch returns",
     "learning_rate": "peak learning rate", "return_weight": "weight of the annualised return in 'score'",
     "risk_aversion": "gamma of 'mean_variance' (mean - gamma/2 variance)",
+    "feature_noise": "sd of Gaussian noise on the normalised features of training windows (0 = none)",
     "fill_temperature": "soft-fill scale of training gradients", "maker_fee": "fee on both legs",
     "stock_max_leverage": "stock initial margin = 1 / this", "crypto_max_leverage": "crypto margin = 1 / this",
     "leverage_fee_rate": "annual interest on leverage", "day_count": "days per year of that rate (360 at Alpaca)",

@@ -29,7 +29,8 @@ class HParams:
 
     learning_rate: Any = 3e-3
     return_weight: Any = 0.08  # weight of the annualised return in the "score" objective
-    risk_aversion: Any = 2.0  # gamma of the "mean_variance" objective
+    risk_aversion: Any = 10.0  # gamma of the "mean_variance" objective
+    feature_noise: Any = 0.5  # sd of Gaussian noise added to the normalised features of training windows
     fill_temperature: Any = 5e-3
     maker_fee: Any = _MARKET["maker_fee"]
     stock_max_leverage: Any = _MARKET["stock_max_leverage"]
@@ -45,6 +46,8 @@ class HParams:
                      **{k: np.asarray(getattr(self, k), np.float64) for k in MARKET_RULES})
         if np.any(np.asarray(self.learning_rate) <= 0):
             raise ValueError(f"HParams.learning_rate: must be > 0, got {self.learning_rate}")
+        if np.any(np.asarray(self.feature_noise) < 0):
+            raise ValueError(f"HParams.feature_noise: must be >= 0, got {self.feature_noise}")
         return self
 
 

@@ -1,10 +1,11 @@
 """Training: a whole run is one pure function, `make_train(config, train, val)(key, hparams)`.
 
 Updates run inside `lax.scan`. Each update samples a batch of random windows over random asset subsets
-(one shared-cash account per window), rolls the policy through the one transition (`sim.simulate_policy`,
-`ste` fills by default) and ascends `loss.evaluate_returns` of the batch's pooled daily returns: the same
-objective function the simulator's returns are scored with (a mean of per-window Sortino ratios would
-reward windows that happen to hold no losing day). Every `eval_every` updates the policy is simulated on
+(one shared-cash account per window, its normalised features blurred by `HParams.feature_noise` Gaussian noise,
+a regulariser against fitting the training days' noise), rolls the policy through the one transition
+(`sim.simulate_policy`, `ste` fills by default) and ascends `loss.evaluate_returns` of the batch's pooled daily
+returns: the same objective function the simulator's returns are scored with (a mean of per-window
+Sortino ratios would reward windows that happen to hold no losing day). Every `eval_every` updates the policy is simulated on
 the validation period with `hard` fills, the honest figure, and the best parameters so far are kept.
 Metrics come back from the scans; numeric hyperparameters are traced so runs `vmap` over seeds and them.
 """
@@ -123,7 +124,10 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
     P = cfg.periods_per_year
 
     def window_returns(params, hp: HParams, key: jax.Array):
-        win = sample_window(train_arrays, key, span, k)
+        k_window, k_noise = jax.random.split(key)
+        win = sample_window(train_arrays, k_window, span, k)
+        noise = jax.random.normal(k_noise, win.features.shape, win.features.dtype)
+        win = win.replace(features=win.features + hp.feature_noise * noise)
         mp = market_params(hp, win.is_crypto, cfg.fill, cfg.interest, cfg.margin_call)
         _, infos = simulate_policy(graphdef, params, win, mp, L, cfg.initial_cash)
         return infos.returns, path_metrics(infos, P)
