@@ -69,7 +69,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 continue
             share = [r["captured_share"] for r in group if r["captured_share"] is not None]
             ratio = [r["return_ratio"] for r in group if r["return_ratio"] is not None]
-            s = {"book": book, "signal": signal, "cases": len(group),
+            s = {"book": book, "signal": signal, "cases": len(group), "scored": len(share),
                  "share_mean": float(np.mean(share)) if share else None,
                  "share_min": float(np.min(share)) if share else None,
                  "return_ratio_min": float(np.min(ratio)) if ratio else None,
@@ -86,8 +86,14 @@ def summarise(rows: list[dict]) -> list[dict]:
                 s["target"] = "max leverage <= 1.0x; Sortino not above buy and hold beyond noise"
                 gap = s["policy_sortino_mean"] - s["hold_sortino_mean"]
                 s["met"] = s["policy_max_leverage"] <= 1.0 + 1e-6 and gap <= 1.0
+            if 0 < abs(signal) and len(share) * 2 <= len(group):
+                s["target"] += " (unmeasured: the oracle's Sortino is <= 0 in most cases)"
+                s["met"] = None
             out.append(s)
     return out
+
+
+VERDICT = {True: "MET", False: "missed", None: "-"}
 
 
 def fmt(x, spec: str = ".2f") -> str:
@@ -109,12 +115,12 @@ def print_tables(rows: list[dict], summary: list[dict]) -> None:
               f" | {r['buy_and_hold_total_return'] * 100:>7.1f}%{r['buy_and_hold_sortino']:>8.2f}"
               f" | {fmt(r['captured_share']):>6}{fmt(r['return_ratio']):>7}")
     print("\nSummary per book and signal (targets of the learning issue):")
-    print(f"{'book':<7}{'signal':>7}{'cases':>6}{'share mean':>11}{'min':>7}{'ret/or min':>11}{'max lev':>9}"
-          f"{'Sortino pol':>12}{'B&H':>7}  target")
+    print(f"{'book':<7}{'signal':>7}{'cases':>6}{'scored':>7}{'share mean':>11}{'min':>7}{'ret/or min':>11}"
+          f"{'max lev':>9}{'Sortino pol':>12}{'B&H':>7}  target")
     for s in summary:
-        print(f"{s['book']:<7}{s['signal']:>7.1f}{s['cases']:>6}{fmt(s['share_mean']):>11}{fmt(s['share_min']):>7}"
+        print(f"{s['book']:<7}{s['signal']:>7.1f}{s['cases']:>6}{s['scored']:>7}{fmt(s['share_mean']):>11}{fmt(s['share_min']):>7}"
               f"{fmt(s['return_ratio_min']):>11}{s['policy_max_leverage']:>8.2f}x{s['policy_sortino_mean']:>12.2f}"
-              f"{s['hold_sortino_mean']:>7.2f}  {'MET' if s['met'] else 'missed'}: {s['target']}")
+              f"{s['hold_sortino_mean']:>7.2f}  {VERDICT[s['met']]}: {s['target']}")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -125,7 +131,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, book in zip(axes, BOOKS):
-        group = [r for r in rows if r["book"] == book and r["captured_share"] is not None]
+        group = [r for r in rows if r["book"] == book and r["captured_share"] is not None and r["signal"] != 0]
         x = np.array([r["signal"] for r in group])
         y = np.array([r["captured_share"] for r in group])
         ax.scatter(x + np.random.default_rng(0).uniform(-0.01, 0.01, x.size), y, alpha=0.7)
@@ -133,7 +139,7 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.plot([sig - 0.03, sig + 0.03], [y[x == sig].mean()] * 2, color="k")
         ax.axhline(0.7, color="tab:green", ls="--", lw=1, label="mean target at |signal| 0.3")
         ax.axhline(0.4, color="tab:orange", ls=":", lw=1, label="mean target at |signal| 0.1")
-        ax.set_title(f"{book} book")
+        ax.set_title(f"{book} book (signal 0 has no share: the oracle holds cash)")
         ax.set_xlabel("planted signal")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("captured share (policy / oracle Sortino)")

@@ -5,8 +5,8 @@ Updates run inside `lax.scan`. Each update samples a batch of random windows ove
 a regulariser against fitting the training days' noise), rolls the policy through the one transition
 (`sim.simulate_policy`, `ste` fills by default) and ascends `loss.evaluate_returns` of the batch's pooled daily
 returns: the same objective function the simulator's returns are scored with (a mean of per-window
-Sortino ratios would reward windows that happen to hold no losing day). Every `eval_every` updates the policy is simulated on
-the validation period with `hard` fills, the honest figure, and the best parameters so far are kept.
+Sortino ratios would reward windows that happen to hold no losing day). Every `eval_every` updates the policy is
+simulated on the validation period with `hard` fills, the honest figure, and the best parameters so far are kept.
 Metrics come back from the scans; numeric hyperparameters are traced so runs `vmap` over seeds and them.
 """
 
