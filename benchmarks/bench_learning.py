@@ -34,18 +34,30 @@ FIELDS = ("total_return", "sortino", "max_drawdown", "mean_leverage", "max_lever
           "sell_fill_rate", "margin_calls")
 
 
+def _train_value(name: str, text: str):
+    """A `TrainConfig` field's value from text, typed like its default."""
+    import dataclasses
+
+    from ndjax.train.config import TrainConfig
+
+    default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}[name]
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes")
+    return type(default)(text) if default is not None else int(text)
+
+
 def run_case(case: tuple[str, float, int, str, dict]) -> dict:
     """Train and score one case; returns one CSV row."""
     from ndjax.data.source import MarketSource
     from ndjax.runs.evaluate import captured_share
     from ndjax.runs.job import JobSpec, train_job
-    from ndjax.train.config import HParams
+    from ndjax.train.config import HParams, TrainConfig
 
     book, signal, seed, out, overrides = case
     n_stocks, n_crypto = BOOKS[book]
     spec = JobSpec(source=MarketSource(synthetic_seed=seed, signal=signal, n_stocks=n_stocks, n_crypto=n_crypto,
                                        **overrides.get("source", {})),
-                   hparams=HParams(**overrides.get("hparams", {})))
+                   train=TrainConfig(**overrides.get("train", {})), hparams=HParams(**overrides.get("hparams", {})))
     t0 = time.perf_counter()
     result = train_job(spec, Path(out) / f"{book}_s{signal:+.1f}_seed{seed}", rows=False, progress=False,
                        overwrite=True)
@@ -157,11 +169,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--jobs", type=int, default=1, help="cases trained at once (one CPU thread each)")
     p.add_argument("--out", default="benchmarks/out/learning")
     p.add_argument("--hparams", default="", help="HParams overrides, e.g. risk_aversion=5,feature_noise=0")
+    p.add_argument("--train", default="", help="TrainConfig overrides, e.g. drift_free=true,steps=800")
     args = p.parse_args(argv)
     hparams = {k: float(v) for k, v in (kv.split("=") for kv in args.hparams.split(",") if kv)}
+    train = {k: _train_value(k, v) for k, v in (kv.split("=") for kv in args.train.split(",") if kv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cases = [(book, float(s), int(seed), str(out), {"hparams": hparams}) for book in args.books.split(",")
+    overrides = {"hparams": hparams, "train": train}
+    cases = [(book, float(s), int(seed), str(out), overrides) for book in args.books.split(",")
              for s in args.signals.split(",") for seed in args.seeds.split(",")]
     print(f"{len(cases)} cases; python {platform.python_version()}, {os.cpu_count()} CPUs, {args.jobs} job(s)",
           file=sys.stderr)

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ndjax.cli import add_fields, from_fields
+from ndjax.data.loading import listed_symbols
 from ndjax.data.source import MarketSource
 from ndjax.policy import PolicyConfig
-from ndjax.runs.folds import drawdown_target, make_folds, run_fold
+from ndjax.runs.folds import drawdown_target, fold_universe, make_folds, run_fold
 from ndjax.runs.job import JobSpec
 from ndjax.train.config import HParams, TrainConfig
 
@@ -82,8 +83,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit(f"walk_forward: {e}") from None
     rows, curves = [], []
     for fold in folds:
+        universe = fold_universe(spec, fold)
+        later = sorted(set(listed_symbols(args.data_dir, fold.test_end)) - set(universe)) if not symbols else []
         print(f"fold {fold.name}: train .. {fold.train_end}, validation .. {fold.val_end}, test {fold.test_start} .. "
-              f"{fold.test_end}", file=sys.stderr, flush=True)
+              f"{fold.test_end}; {len(universe)} symbols" + (f" (listed later: {', '.join(later)})" if later else ""),
+              file=sys.stderr, flush=True)
         result = run_fold(spec, fold, out / fold.name.replace(" ", ""), rows=False, progress=False,
                           overwrite=args.overwrite)
         row = {"fold": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,

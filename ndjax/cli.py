@@ -25,6 +25,7 @@ HELP: Mapping[str, str] = {
     "interest": "leverage interest rule", "margin_call": "maintenance calls", "objective": "training objective",
     "warmup_steps": "learning-rate warmup", "weight_decay": "AdamW decay", "grad_clip": "global-norm clip",
     "initial_cash": "starting equity of a simulated account", "pool_batch": "objective of the pooled batch returns",
+    "drift_free": "train on bars with each asset's training-period growth taken out",
     "learning_rate": "peak learning rate", "return_weight": "weight of the annualised return in 'score'",
     "risk_aversion": "gamma of 'mean_variance' (mean - gamma/2 variance)",
     "feature_noise": "sd of Gaussian noise on the normalised features of training windows (0 = none)",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ndjax.data.arrays import context_split, prepare, sample_window
+from ndjax.data.arrays import context_split, drift_free, prepare, sample_window
 from ndjax.data.features import compute_features
 from tests.helpers import small_arrays
 
@@ -37,3 +37,23 @@ def test_prepare_normalises_with_training_rows_only():
     ctx = context_split(arr, 50, 80, 8)
     assert ctx.n_days == 38 and np.array_equal(np.asarray(ctx.close), np.asarray(arr.close[42:80]))
     assert context_split(arr, 3, 10, 8).n_days == 10
+
+
+def test_drift_free_bars_keep_their_shape_and_lose_their_growth():
+    """Each asset's bar-to-bar log returns shift by one constant, chosen so their mean simple return is ~0;
+    the bar's range in log terms and untradable rows' carried prices are kept."""
+    _, arr, _, _ = small_arrays(3, 0.0, n_days=600, n_stocks=2, n_crypto=2)
+    flat = jax.jit(drift_free)(arr)
+    t = np.asarray(arr.tradable) > 0
+    for j in range(arr.close.shape[1]):
+        idx = np.flatnonzero(t[:, j])
+        before = np.diff(np.log(np.asarray(arr.close, np.float64)[idx, j]))
+        after = np.diff(np.log(np.asarray(flat.close, np.float64)[idx, j]))
+        shift = before - after
+        np.testing.assert_allclose(shift, shift.mean(), atol=2e-6)
+        assert abs(np.mean(np.expm1(after))) < 1e-3 * np.std(after)
+        assert abs(shift.mean() - (before.mean() + before.var() / 2)) < 1e-6
+    for name in ("high", "low", "open"):
+        np.testing.assert_allclose(np.log(getattr(flat, name) / flat.close), np.log(getattr(arr, name) / arr.close),
+                                   atol=1e-5)
+    np.testing.assert_array_equal(flat.features, arr.features)

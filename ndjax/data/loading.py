@@ -156,6 +156,23 @@ def _read_series(
     return AssetSeries(days[sel], o[sel], hi_all[sel], lo_all[sel], c[sel], vol[sel], prior), notes
 
 
+def listed_symbols(path: str | PathLike | Sequence[str | PathLike], end: DateLike) -> list[str]:
+    """The symbols (file stems, in `load_daily`'s order) of `path` with a dated row on or before `end`: the universe
+    that existed by then. Reads only the date column; `load_daily` validates the rest."""
+    end_day, out = to_day(end), []
+    for f in _list_files(path):
+        try:
+            df = pd.read_csv(f, skipinitialspace=True, usecols=lambda c: str(c).strip().lower() in DATE_COLUMNS)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+            raise DataError(f"{f}: unreadable CSV ({e})") from None
+        if df.shape[1] == 0:
+            raise DataError(f"{f}: missing date column (one of {list(DATE_COLUMNS)})")
+        days = _parse_days(df.iloc[:, 0])
+        if np.any(days[~np.isnat(days)] <= end_day):
+            out.append(f.stem)
+    return out
+
+
 def _list_files(path: str | PathLike | Sequence[str | PathLike]) -> list[Path]:
     if isinstance(path, (str, PathLike)):
         p = Path(path)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ndjax.data.calendar import row_at_or_after, to_day
+from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
 from ndjax.runs.job import JobResult, JobSpec, train_job
 
@@ -49,9 +50,18 @@ def make_folds(dates: np.ndarray, test_starts: list[str], val_days: int = 180, m
     return folds
 
 
+def fold_universe(spec: JobSpec, fold: Fold) -> tuple[str, ...] | None:
+    """The symbols a fold trades: the source's own list, or every file of its folder with a bar before the fold's
+    test starts (a symbol listed later was not known then). None for the synthetic market."""
+    if spec.source.symbols is not None or spec.source.data_dir is None:
+        return spec.source.symbols
+    return tuple(listed_symbols(spec.source.data_dir, fold.val_end))
+
+
 def run_fold(spec: JobSpec, fold: Fold, out: str | Path, **job_kwargs: Any) -> JobResult:
-    """Train and test one fold: the market of `spec` cut at the fold's end, split at its dates."""
-    source = replace(spec.source, end=fold.test_end)
+    """Train and test one fold: the market of `spec` (over `fold_universe`) cut at the fold's end, split at its
+    dates."""
+    source = replace(spec.source, end=fold.test_end, symbols=fold_universe(spec, fold))
     return train_job(replace(spec, source=source, train_end=fold.train_end, val_end=fold.val_end), out, **job_kwargs)
 
 

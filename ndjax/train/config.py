@@ -71,6 +71,7 @@ class TrainConfig:
     periods_per_year: int = 365
     initial_cash: float = 1.0
     pool_batch: bool = True  # objective of the batch's pooled daily returns, not the mean over windows
+    drift_free: bool = False  # train on bars with each asset's training-period growth taken out
 
     def __post_init__(self) -> None:
         if self.fill not in ("soft", "ste", "hard"):

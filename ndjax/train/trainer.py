@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ndjax.data.arrays import MarketArrays, sample_window
+from ndjax.data.arrays import MarketArrays, drift_free, sample_window
 from ndjax.loss import evaluate_returns
 from ndjax.metrics import path_stats
 from ndjax.policy import create
@@ -122,6 +122,8 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         raise ValueError(f"validation period: {val_arrays.n_days} rows, need more than lookback + 1 = {L + 1}")
     graphdef, _ = create(cfg.policy, jax.random.PRNGKey(0))
     P = cfg.periods_per_year
+    if cfg.drift_free:
+        train_arrays = drift_free(train_arrays)
 
     def window_returns(params, hp: HParams, key: jax.Array):
         k_window, k_noise = jax.random.split(key)
