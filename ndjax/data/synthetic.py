@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,12 @@ class SyntheticTruth:
         return np.expm1(self.expected_log_return + 0.5 * self.vol**2)
 
 
-def synthetic_market(
+def synthetic_market(seed: int = 0, **options: Any) -> MarketData:
+    """The market of `synthetic_market_with_truth(seed, **options)`, without its truth."""
+    return synthetic_market_with_truth(seed, **options)[0]
+
+
+def synthetic_market_with_truth(
     seed: int = 0,
     *,
     n_stocks: int = 4,
@@ -61,7 +67,7 @@ def synthetic_market(
     garch_beta: float = 0.90,
     drift: float = 0.0,
     intraday_steps: int = 24,
-) -> MarketData:
+) -> tuple[MarketData, SyntheticTruth]:
     """A deterministic (per `seed`) market over `n_days` calendar days from `start`.
 
     Stocks `STK0..` have bars on XNYS sessions only, crypto `CRY0-USD..` every calendar day; the
@@ -82,33 +88,10 @@ def synthetic_market(
     crypto at close_{t-1}; high/low are the max/min of a Brownian bridge from open to close
     (`intraday_steps` steps, volatility sigma_t over the day), so wicks are real path extremes;
     volume = base * exp(0.3 normal + 0.5 |eps_t|) > 0. Starting closes are 100 (stocks), 1000 (crypto).
-    `synthetic_market_with_truth` returns the same market and the conditional moments it was drawn from.
+
+    The truth: row t holds `E[r | past] = drift + s sigma y` and `std[r | past] = sigma sqrt(1 - s^2)` of each
+    asset's next bar, with sigma and y as they stand after row t.
     """
-    return synthetic_market_with_truth(seed, n_stocks=n_stocks, n_crypto=n_crypto, n_days=n_days, start=start,
-                                       signal_strength=signal_strength, stock_vol=stock_vol, crypto_vol=crypto_vol,
-                                       market_beta=market_beta, df=df, garch_alpha=garch_alpha, garch_beta=garch_beta,
-                                       drift=drift, intraday_steps=intraday_steps)[0]
-
-
-def synthetic_market_with_truth(
-    seed: int = 0,
-    *,
-    n_stocks: int = 4,
-    n_crypto: int = 2,
-    n_days: int = 750,
-    start: str = "2021-01-04",
-    signal_strength: float = 0.0,
-    stock_vol: float = 0.02,
-    crypto_vol: float = 0.04,
-    market_beta: float = 0.5,
-    df: float = 4.0,
-    garch_alpha: float = 0.08,
-    garch_beta: float = 0.90,
-    drift: float = 0.0,
-    intraday_steps: int = 24,
-) -> tuple[MarketData, SyntheticTruth]:
-    """`synthetic_market` and its truth: row t holds `E[r | past] = drift + s sigma y` and
-    `std[r | past] = sigma sqrt(1 - s^2)` of each asset's next bar, with sigma and y as they stand after row t."""
     if not -1.0 < signal_strength < 1.0:
         raise ValueError(f"signal_strength must be in (-1, 1), got {signal_strength}")
     if df <= 2.0:
