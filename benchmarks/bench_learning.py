@@ -8,6 +8,7 @@ Sortino / oracle Sortino; the return ratio is policy return / oracle return.
     python benchmarks/bench_learning.py                                   # 5 signals x 5 seeds x 2 books
     python benchmarks/bench_learning.py --signals=-0.3,0.3 --seeds 0,1 --books mixed --jobs 2
     python benchmarks/bench_learning.py --hparams risk_aversion=5,feature_noise=0   # another design point
+    python benchmarks/bench_learning.py --train drift_free=true --source synthetic_days=1600
 
 Prints a table per case and a summary per (book, signal) with the issue's targets, and writes learning.csv,
 learning_summary.csv and learning.png into --out. Prints figures only; nothing is asserted.
@@ -170,12 +171,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--out", default="benchmarks/out/learning")
     p.add_argument("--hparams", default="", help="HParams overrides, e.g. risk_aversion=5,feature_noise=0")
     p.add_argument("--train", default="", help="TrainConfig overrides, e.g. drift_free=true,steps=800")
+    p.add_argument("--source", default="", help="MarketSource overrides, e.g. synthetic_days=1500")
     args = p.parse_args(argv)
     hparams = {k: float(v) for k, v in (kv.split("=") for kv in args.hparams.split(",") if kv)}
     train = {k: _train_value(k, v) for k, v in (kv.split("=") for kv in args.train.split(",") if kv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    overrides = {"hparams": hparams, "train": train}
+    source = {k: int(v) for k, v in (kv.split("=") for kv in args.source.split(",") if kv)}
+    overrides = {"hparams": hparams, "train": train, "source": source}
     cases = [(book, float(s), int(seed), str(out), overrides) for book in args.books.split(",")
              for s in args.signals.split(",") for seed in args.seeds.split(",")]
     print(f"{len(cases)} cases; python {platform.python_version()}, {os.cpu_count()} CPUs, {args.jobs} job(s)",
