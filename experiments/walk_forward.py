@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ndjax.cli import add_fields, from_fields
-from ndjax.data.loading import listed_symbols
+from ndjax.cli import add_fields, from_fields, parse_symbols
 from ndjax.data.source import MarketSource
 from ndjax.policy import PolicyConfig
 from ndjax.runs.folds import drawdown_target, fold_universe, make_folds, run_fold
@@ -32,7 +31,7 @@ from ndjax.train.config import HParams, TrainConfig
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True, help="folder of daily CSVs")
-    p.add_argument("--symbols", help="comma list (default: every file)")
+    p.add_argument("--symbols", help="comma list, or 'all' (default: every file)")
     p.add_argument("--start", default="2020-01-01", help="first date of every fold's training data")
     p.add_argument("--tests", default="2022-01-01,2023-01-01,2024-01-01,2025-01-01",
                    help="first day of each fold's test; each test ends the day before the next "
@@ -71,7 +70,8 @@ def plot(path: Path, curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     out = Path(args.out)
-    symbols = tuple(s.strip() for s in args.symbols.split(",")) if args.symbols else None
+    chosen = parse_symbols(args.symbols)
+    symbols = None if chosen in (None, "all") else tuple(chosen)
     spec = JobSpec(source=MarketSource(data_dir=args.data_dir, symbols=symbols, start=args.start),
                    train=from_fields(TrainConfig, args, policy=from_fields(PolicyConfig, args)),
                    hparams=from_fields(HParams, args), seed=args.seed)
@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows, curves = [], []
     for fold in folds:
         universe = fold_universe(spec, fold)
-        later = sorted(set(listed_symbols(args.data_dir, fold.test_end)) - set(universe)) if not symbols else []
+        later = sorted(set(market.symbols) - set(universe))
         print(f"fold {fold.name}: train .. {fold.train_end}, validation .. {fold.val_end}, test {fold.test_start} .. "
-              f"{fold.test_end}; {len(universe)} symbols" + (f" (listed later: {', '.join(later)})" if later else ""),
+              f"{fold.test_end}; {len(universe)} symbols" + (f" (not yet listed: {', '.join(later)})" if later else ""),
               file=sys.stderr, flush=True)
         result = run_fold(spec, fold, out / fold.name.replace(" ", ""), rows=False, progress=False,
                           overwrite=args.overwrite)

@@ -74,15 +74,16 @@ def drift_free(arrays: MarketArrays) -> MarketArrays:
     k-th bar, `d = mean + var / 2` of its bar-to-bar log returns, so its mean simple return is about zero. Training
     on drift-free bars gives no credit for holding what happened to rise over the training days, only for what the
     features predict. Features are left as they are. Shapes as `arrays`."""
-    close = jnp.asarray(arrays.close, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    close = arrays.close
     prev = jnp.concatenate([close[:1], close[:-1]])
-    bar = (arrays.tradable > 0) & arrays.valid & jnp.concatenate([arrays.valid[:1] & False, arrays.valid[:-1]])
+    listed_before = jnp.concatenate([jnp.zeros_like(arrays.valid[:1]), arrays.valid[:-1]])
+    bar = (arrays.tradable > 0) & arrays.valid & listed_before
     r = jnp.where(bar, jnp.log(close / prev), 0.0)
     n = jnp.maximum(bar.sum(0), 1)
     mean = r.sum(0) / n
     var = jnp.where(bar, (r - mean) ** 2, 0.0).sum(0) / n
     k = jnp.cumsum(bar, axis=0)
-    scale = jnp.exp(-(mean + 0.5 * var) * k).astype(arrays.close.dtype)
+    scale = jnp.exp(-(mean + 0.5 * var) * k)
     times = lambda x: None if x is None else x * scale  # noqa: E731
     return arrays.replace(high=times(arrays.high), low=times(arrays.low), close=times(arrays.close),
                           open=times(arrays.open))
