@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from ndjax.cli import parse_symbols
+from ndjax.errors import NdjaxError, one_line
 from ndjax.runs.evaluate import evaluate_run
 from ndjax.runs.folder import load_run
 
@@ -54,8 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
                               start=args.start, end=args.end,
                               initial_cash=args.initial_cash, variants=variants, rows=not args.no_rows,
                               sortino_gap=args.lag_sortino_gap, return_gap=args.lag_return_gap)
-    except ValueError as e:
-        raise SystemExit(f"evaluate: {e}") from None
+    except NdjaxError as e:
+        raise SystemExit(one_line("evaluate", e)) from None
     print(result["text"])
     print(f"\nwrote {args.out or run.path}/equity.png, evaluate_daily.csv, evaluate_symbols.csv, "
           "evaluate_summary.json, evaluate_report.txt", file=sys.stderr)

@@ -22,6 +22,7 @@ import sys
 
 from ndjax.cli import parse_symbols
 from ndjax.dynamics import ALPACA_CRYPTO_MAKER_FEE
+from ndjax.errors import NdjaxError, one_line
 from ndjax.paper.controls import Controls
 from ndjax.paper.cycle import PaperConfig
 from ndjax.paper.ledger import DEFAULT_EQUITY
@@ -106,8 +107,8 @@ def main(argv: list[str] | None = None):
         if args.resume_buys:
             print(f"buys resumed from {session.resume_buys()}", file=sys.stderr)
         result = paper_trade(session, start=args.start, through=args.through, rows=not args.no_rows)
-    except ValueError as e:  # LedgerError, BrokerError, RunError, DataError: one line naming the file or order
-        raise SystemExit("paper: " + " ".join(str(e).split())) from None
+    except NdjaxError as e:
+        raise SystemExit(one_line("paper", e)) from None
     if result.text:
         print(result.text)
     print(f"\n{result.recorded} day(s) recorded; the ledger ends on {result.last_date}; wrote {result.out}/"

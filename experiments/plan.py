@@ -21,6 +21,7 @@ import argparse
 import sys
 
 from ndjax.cli import parse_symbols
+from ndjax.errors import NdjaxError, one_line
 from ndjax.report.tables import format_plan
 from ndjax.runs.folder import load_run
 from ndjax.runs.plan import plan_next_day
@@ -49,8 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
                                equity=args.equity,
                                positions=args.positions, as_of=args.as_of, max_stale_days=args.max_stale_days,
                                whole_shares=args.whole_shares)
-    except ValueError as e:
-        raise SystemExit(f"plan: {e}") from None
+    except NdjaxError as e:
+        raise SystemExit(one_line("plan", e)) from None
     print(format_plan(result))
     print(f"\nwrote {args.out or run.path}/plan.csv, plan.json", file=sys.stderr)
     return result

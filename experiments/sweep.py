@@ -29,6 +29,7 @@ from ndjax.cli import add_fields, add_grid_fields, from_fields, grid_values
 from ndjax.data.arrays import context_split, prepare
 from ndjax.data.source import MarketSource
 from ndjax.data.splits import split_rows
+from ndjax.errors import ConfigError, NdjaxError, one_line
 from ndjax.policy import PolicyConfig
 from ndjax.report.tables import format_leaderboard
 from ndjax.report.writers import write_json, write_rows
@@ -75,7 +76,7 @@ def build_hparams(args: argparse.Namespace) -> HParams:
     if args.search == "grid":
         ranges = [name for name, v in specs.items() if isinstance(v, tuple)]
         if ranges:
-            raise ValueError(f"--search grid takes comma lists, got a lo:hi range for {ranges}")
+            raise ConfigError(f"--search grid takes comma lists, got a lo:hi range for {ranges}")
         return grid(**specs)
     fixed = {name: v[0] for name, v in specs.items() if isinstance(v, list) and len(v) == 1}
     varied = {name: v for name, v in specs.items() if name not in fixed}
@@ -92,8 +93,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         market = source.load()
         a, b = split_rows(market, args.train_end, args.val_end, need_test=False)
         hps = build_hparams(args)
-    except ValueError as e:
-        raise SystemExit(f"sweep: {e}") from None
+    except NdjaxError as e:
+        raise SystemExit(one_line("sweep", e)) from None
     arrays = prepare(market, a)[1]
     cfg = from_fields(TrainConfig, args, policy=from_fields(PolicyConfig, args),
                       periods_per_year=market.periods_per_year)

@@ -23,6 +23,7 @@ import time
 
 from ndjax.cli import add_fields, from_fields
 from ndjax.data.source import MarketSource
+from ndjax.errors import NdjaxError, one_line
 from ndjax.policy import PolicyConfig
 from ndjax.runs.job import JobSpec, train_job
 from ndjax.train.config import HParams, TrainConfig
@@ -61,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         result = train_job(spec_from_args(args), out, resume=args.resume, overwrite=args.overwrite,
                            init_from=args.init_from, keep=args.keep,
                            rows=not args.no_rows, log=lambda line: print(line, file=sys.stderr))
-    except ValueError as e:
-        raise SystemExit(f"train: {e}") from None
+    except NdjaxError as e:
+        raise SystemExit(one_line("train", e)) from None
     print(result.text)
     print(f"\nTraining {result.train_seconds:.1f} s, total {result.total_seconds:.1f} s; wrote {out}/test_report.txt, "
           "equity.png, metrics.jsonl, checkpoints/")

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ndjax.errors import ConfigError
+
 CRYPTO_SUFFIXES = ("-USDT", "USDT", "-USD", "USD")
 
 
@@ -25,7 +27,7 @@ def asset_class_mask(
             v = asset_classes[s]
             if isinstance(v, str):
                 if v.lower() not in ("crypto", "stock"):
-                    raise ValueError(f"asset_classes[{s!r}]: expected 'crypto' or 'stock', got {v!r}")
+                    raise ConfigError(f"asset_classes[{s!r}]: expected 'crypto' or 'stock', got {v!r}")
                 out.append(v.lower() == "crypto")
             else:
                 out.append(bool(v))

@@ -9,6 +9,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ndjax.errors import ConfigError
+
 HELP: Mapping[str, str] = {
     "data_dir": "folder of daily CSVs, one per symbol (default: the built-in synthetic market)",
     "symbols": "comma-separated symbols to load (default: every file)",
@@ -100,9 +102,9 @@ def grid_values(text: str, name: str) -> list[float] | tuple[float, float]:
             return float(lo), float(hi)
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{_flag(name)}: expected numbers as a comma list or lo:hi, got {text!r}") from None
+        raise ConfigError(f"{_flag(name)}: expected numbers as a comma list or lo:hi, got {text!r}") from None
     if not values:
-        raise ValueError(f"{_flag(name)}: no values in {text!r}")
+        raise ConfigError(f"{_flag(name)}: no values in {text!r}")
     return values
 
 

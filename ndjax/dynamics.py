@@ -9,6 +9,7 @@ batch dimensions shared by state, action and bar.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -16,10 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ndjax.errors import ConfigError
+from ndjax.market_rules import (  # noqa: F401 - re-exported: the rules are imported from here too
+    ALPACA_CRYPTO_MAKER_FEE,
+    ALPACA_PRESET,
+    FILL_MODES,
+    INTEREST_MODES,
+    MarketParams,
+)
 from ndjax.probe import ProbeState, empty_memory, probing, remember_trades
 
-FILL_MODES = ("hard", "soft", "ste")
-INTEREST_MODES = ("excess", "debit")
 BUST_LEVERAGE = 1e3
 """Leverage reported for an account whose end-of-bar equity is <= 0 while it holds assets."""
 DUST = 1e-12
@@ -28,96 +35,6 @@ never force-sold: `y / St` would have a gradient through `St ** 2`, which underf
 CALL_TOLERANCE = 1e-6
 """A margin call needs equity below maintenance by more than this fraction of the gross value: an account
 that spent its whole excess on crypto (maintained at 100 %) holds cash of +-rounding, not a loan."""
-
-_POSITIVE = ("stock_max_leverage", "crypto_max_leverage", "day_count", "fill_temperature", "maintenance_margin",
-             "participation_cap")
-_NON_NEGATIVE = ("maker_fee", "leverage_fee_rate", "liquidation_slippage", "probe_notional")
-
-
-@struct.dataclass
-class MarketParams:
-    """Market rules. Numeric fields are traced leaves (vmap-able); `fill`, `interest`, `margin_call` and
-    `gap_fill` are static. `is_crypto (N,)` bool; every other asset is a stock.
-
-    Stocks need an initial margin of `1 / stock_max_leverage` and a maintenance margin of
-    `maintenance_margin` of their value; crypto needs `1 / crypto_max_leverage` for both. A margin call
-    (`margin_call=True`) force-sells at `close * (1 - liquidation_slippage)` back to the initial requirement.
-    Probe mode (`probe_notional=x`, a state from `init_state(..., probe=True)`): after losing trades a
-    symbol's next buy is capped at `x * E1`. Broker realism: `gap_fill` executes a limit through the open
-    at the open; `participation_cap` limits each executed quantity to that fraction of the bar's volume.
-    Bad values raise `ValueError` naming the field.
-    """
-
-    is_crypto: jax.Array
-    maker_fee: Any = 0.0008
-    stock_max_leverage: Any = 2.0
-    crypto_max_leverage: Any = 1.0
-    leverage_fee_rate: Any = 0.065
-    day_count: Any = 365.0
-    fill_temperature: Any = 5e-4
-    maintenance_margin: Any = 0.30
-    liquidation_slippage: Any = 0.001
-    participation_cap: Any = None  # max fraction of the bar's volume one fill may take; None = off
-    probe_notional: Any = None  # buy outlay cap (fraction of equity) after losing trades; None = off
-    fill: str = struct.field(pytree_node=False, default="hard")
-    interest: str = struct.field(pytree_node=False, default="excess")
-    margin_call: bool = struct.field(pytree_node=False, default=True)
-    gap_fill: bool = struct.field(pytree_node=False, default=False)
-
-    def __post_init__(self) -> None:
-        if self.fill not in FILL_MODES:
-            raise ValueError(f"MarketParams.fill: unknown fill mode {self.fill!r}; expected one of {FILL_MODES}")
-        if self.interest not in INTEREST_MODES:
-            raise ValueError(f"MarketParams.interest: unknown mode {self.interest!r}; expected one of {INTEREST_MODES}")
-        values = {name: _concrete(getattr(self, name)) for name in _POSITIVE + _NON_NEGATIVE}
-        for name, value in ((k, v) for k, v in values.items() if v is not None):
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"MarketParams.{name}: must be finite, got {value}")
-            if name in _POSITIVE and np.any(value <= 0):
-                raise ValueError(f"MarketParams.{name}: must be > 0, got {value}")
-            if np.any(value < 0):
-                raise ValueError(f"MarketParams.{name}: must be >= 0, got {value}")
-        ls, lc, mm = values["stock_max_leverage"], values["crypto_max_leverage"], values["maintenance_margin"]
-        f, sl = values["maker_fee"], values["liquidation_slippage"]
-        if ls is not None and mm is not None and np.any(mm > 1 / ls):
-            raise ValueError(f"MarketParams.maintenance_margin: {mm} exceeds the initial margin 1/stock_max_leverage"
-                             f" = {1 / ls}")
-        if None not in (ls, lc, f, sl) and np.any(sl + f >= np.minimum(1 / ls, 1 / lc)):
-            raise ValueError(f"MarketParams.liquidation_slippage: {sl} + maker_fee {f} must stay below "
-                             f"min(1/stock_max_leverage, 1/crypto_max_leverage) = {np.minimum(1 / ls, 1 / lc)}, "
-                             "or a forced sale would not free any requirement")
-
-    @classmethod
-    def alpaca(cls, is_crypto: Any, **overrides: Any) -> MarketParams:
-        """The rules Alpaca applies to an overnight Reg-T margin account (sources in docs/semantics.md).
-
-        50 % initial margin on stocks (2x overnight), crypto cash only, 30 % maintenance on long stocks,
-        interest on the debit balance over a 360-day year. Stocks pay no commission and crypto a 15 bp maker
-        fee (first volume tier); the contract has one `maker_fee`, so a book with any crypto pays 15 bp on
-        every fill and a stock-only book pays 0. No current Alpaca margin rate was found, so the rate stays
-        6.5 %; pass `leverage_fee_rate` (and any other field) to override.
-        """
-        mask = jnp.asarray(is_crypto, bool)
-        preset = dict(ALPACA_PRESET, maker_fee=ALPACA_CRYPTO_MAKER_FEE if bool(np.any(np.asarray(mask))) else 0.0)
-        preset.update(overrides)
-        return cls(is_crypto=mask, **preset)
-
-
-ALPACA_CRYPTO_MAKER_FEE = 0.0015
-ALPACA_PRESET: dict[str, Any] = dict(stock_max_leverage=2.0, crypto_max_leverage=1.0, maintenance_margin=0.30,
-                                     interest="debit", day_count=360.0, leverage_fee_rate=0.065)  # docs: sources
-
-
-def _concrete(value: Any) -> np.ndarray | None:
-    """The numeric value of a param if it is known now (not a tracer or placeholder)."""
-    if isinstance(value, (bool, int, float, np.ndarray, np.generic)):
-        return np.asarray(value, dtype=np.float64)
-    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
-        try:
-            return np.asarray(value, dtype=np.float64)
-        except Exception:  # noqa: BLE001 - abstract or deleted arrays are simply not checked
-            return None
-    return None
 
 
 @struct.dataclass
@@ -195,7 +112,7 @@ def execution_prices(params: MarketParams, action: Action, bar: Bar) -> tuple[ja
     if not params.gap_fill:
         return action.buy_price, action.sell_price
     if bar.open is None:
-        raise ValueError("MarketParams.gap_fill needs Bar.open")
+        raise ConfigError("MarketParams.gap_fill needs Bar.open")
     return jnp.minimum(action.buy_price, bar.open), jnp.maximum(action.sell_price, bar.open)
 
 
@@ -245,10 +162,105 @@ def initial_margin_rates(params: MarketParams) -> jax.Array:
     return jnp.where(crypto, 1 / jnp.asarray(params.crypto_max_leverage), 1 / jnp.asarray(params.stock_max_leverage))
 
 
+def _host_or_device(*xs: Any) -> Any:
+    """`jnp` when any argument is a JAX array (or tracer), else `np`: host figures stay float64."""
+    return jnp if any(isinstance(x, jax.Array) for x in xs) else np
+
+
+def class_values(params: MarketParams, value: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Stock and crypto value `(...)` each, of per-asset values `(..., N)`."""
+    crypto = jnp.asarray(params.is_crypto, dtype=bool)
+    return _class_sum(value, ~crypto), _class_sum(value, crypto)
+
+
+def initial_requirement(margin_rate: jax.Array, value: jax.Array) -> jax.Array:
+    """The initial margin requirement `IM = sum m v (...)` of per-asset values `(..., N)` at rates `(N,)`
+    (`initial_margin_rates`; values may be weights, giving the requirement as a fraction of equity)."""
+    return _host_or_device(margin_rate, value).sum(margin_rate * value, axis=-1)
+
+
+def maintenance_requirement(params: MarketParams, stock_value: jax.Array, crypto_value: jax.Array) -> jax.Array:
+    """The maintenance requirement `mm S + C / crypto_max_leverage (...)` of the class values `(...)`."""
+    return params.maintenance_margin * stock_value + 1 / params.crypto_max_leverage * crypto_value
+
+
+def excess_pool(equity: jax.Array, requirement: jax.Array) -> jax.Array:
+    """The pool of excess equity every buy is sized from, `X = max(E - IM, 0) (...)`."""
+    return _host_or_device(equity, requirement).maximum(equity - requirement, 0.0)
+
+
+def pool_use(value: jax.Array, margin_rate: jax.Array, maker_fee: jax.Array) -> jax.Array:
+    """The share of the pool a buy of `value (..., N)` at its limit uses: `(m + f) value`."""
+    return value * (margin_rate + maker_fee)
+
+
+def buy_fractions(params: MarketParams, buy_qty: jax.Array, buy_price: jax.Array, excess: jax.Array) -> jax.Array:
+    """The inverse of sizing: the `Action.buy_frac (..., N)` whose sizing from the pool `excess (...)` buys
+    `buy_qty` units at `buy_price (..., N)`, `(m + f) q p / X` (0 where the pool is empty)."""
+    xp = _host_or_device(buy_qty, buy_price, excess)
+    dtype = xp.asarray(buy_price).dtype
+    used = pool_use(buy_qty * buy_price, xp.asarray(initial_margin_rates(params), dtype=dtype),
+                    xp.asarray(params.maker_fee, dtype=dtype))
+    excess = xp.asarray(excess)[..., None]
+    return xp.where(excess > 0, used / xp.where(excess > 0, excess, 1.0), 0.0)
+
+
+def sell_fractions(sell_qty: jax.Array, inventory: jax.Array) -> jax.Array:
+    """The inverse of a sale's sizing: the `Action.sell_frac (..., N)` that sells `sell_qty` of `inventory`
+    (capped at 1; 0 where nothing is held)."""
+    xp = _host_or_device(sell_qty, inventory)
+    held = inventory > 0
+    return xp.where(held, xp.minimum(sell_qty / xp.where(held, inventory, 1.0), 1.0), 0.0)
+
+
+def affordable_value(excess: jax.Array, margin_rate: jax.Array, maker_fee: jax.Array) -> jax.Array:
+    """The value the whole pool `excess` buys of an asset at initial margin rate `margin_rate`: `X / (m + f)`."""
+    return excess / (margin_rate + maker_fee)
+
+
+def overnight_interest(params: MarketParams, state: PortfolioState, days_elapsed: jax.Array) -> jax.Array:
+    """The night's interest `I (...)` on the book `state` over `days_elapsed` calendar days (step 1): on the
+    leveraged stock notional `min(max(S - E, 0), max(E, 0))` (`interest="excess"`) or on the debit balance
+    `max(-cash, 0)` (`"debit"`), at `leverage_fee_rate` per `day_count` days."""
+    S, C = class_values(params, state.inventory * state.mark)
+    E0 = state.cash + S + C
+    if params.interest == "excess":
+        borrowed = jnp.minimum(jnp.maximum(S - E0, 0), jnp.maximum(E0, 0))
+    else:
+        borrowed = jnp.maximum(-state.cash, 0)
+    return borrowed * params.leverage_fee_rate * days_elapsed / params.day_count
+
+
+@struct.dataclass
+class Overnight:
+    """Step 1 and the pool, for the book carried into a bar (per-portfolio `(...)`): what is known before the
+    bar's prices and before any order."""
+
+    prev_equity: jax.Array  # E0
+    interest: jax.Array  # I
+    cash: jax.Array  # c1
+    equity: jax.Array  # E1
+    initial_requirement: jax.Array  # IM of the book carried into the bar
+    excess: jax.Array  # X = max(E1 - IM, 0)
+
+
+def overnight(params: MarketParams, state: PortfolioState, days_elapsed: jax.Array) -> Overnight:
+    """The night before a bar (step 1): interest, equity after it, the initial requirement and the pool."""
+    value = state.inventory * state.mark
+    S, C = class_values(params, value)
+    E0 = state.cash + S + C
+    interest = overnight_interest(params, state, days_elapsed)
+    c1 = state.cash - interest
+    IM = initial_requirement(initial_margin_rates(params).astype(state.mark.dtype), value)
+    E1 = c1 + S + C
+    return Overnight(prev_equity=E0, interest=interest, cash=c1, equity=E1, initial_requirement=IM,
+                     excess=excess_pool(E1, IM))
+
+
 @struct.dataclass
 class OrderSizes:
-    """Steps 1-2 of the transition for one bar: interest, the excess equity the buys are sized from, and the
-    order quantities before fills. Per-portfolio `(...)`, per-asset `(..., N)`."""
+    """Steps 1-2 of the transition for one bar: the `Overnight` figures `(...)` and the order quantities before
+    fills `(..., N)`."""
 
     prev_equity: jax.Array  # E0
     interest: jax.Array  # I
@@ -268,38 +280,25 @@ def size_orders(
 
     All buys share one pool, the excess equity `X = max(E1 - IM, 0)`: asset i commits the share
     `a = w / max(1, sum w)` of it, which buys value `a X / (m + f)` at initial margin rate `m`.
-    `step` calls this; order planners call it to size tomorrow's orders exactly as the simulator will.
+    `step` calls this; order planners call it to size tomorrow's orders exactly as the simulator will
+    (`buy_fractions` is its inverse).
     """
-    crypto = jnp.asarray(params.is_crypto, dtype=bool)
     f = params.maker_fee
-    p, q, c = state.mark, state.inventory, state.cash
+    p, q = state.mark, state.inventory
     tradable = jnp.asarray(tradable).astype(p.dtype)
-
-    value = q * p
-    S = _class_sum(value, ~crypto)
-    C = _class_sum(value, crypto)
-    E0 = c + S + C
-    if params.interest == "excess":
-        borrowed = jnp.minimum(jnp.maximum(S - E0, 0), jnp.maximum(E0, 0))
-    else:
-        borrowed = jnp.maximum(-c, 0)
-    interest = borrowed * params.leverage_fee_rate * days_elapsed / params.day_count
-    c1 = c - interest
-
-    E1 = c1 + S + C
+    night = overnight(params, state, days_elapsed)
+    E1, X = night.equity, night.excess
     m = initial_margin_rates(params).astype(p.dtype)
-    IM = jnp.sum(m * value, axis=-1)
-    X = jnp.maximum(E1 - IM, 0)
     w = jnp.clip(action.buy_frac, 0, 1) * tradable
     pool = X[..., None] * (1 + f) / (m + f)  # outlay of a buy that takes the whole excess
     outlay = w / jnp.maximum(1, jnp.sum(w, axis=-1, keepdims=True)) * pool
     if params.probe_notional is not None:
         if state.probe is None:
-            raise ValueError("MarketParams.probe_notional needs a state with trade memory: init_state(..., probe=True)")
+            raise ConfigError("MarketParams.probe_notional needs a state with trade memory: init_state(..., probe=True)")
         cap = params.probe_notional * jnp.maximum(E1, 0)[..., None]
         outlay = jnp.where(probing(state.probe), jnp.minimum(outlay, cap), outlay)
     return OrderSizes(
-        prev_equity=E0, interest=interest, cash=c1, equity=E1, initial_requirement=IM, excess=X,
+        **{f.name: getattr(night, f.name) for f in dataclasses.fields(Overnight)},
         outlay=outlay, buy_qty=outlay / (action.buy_price * (1 + f)),
         sell_qty=jnp.clip(action.sell_frac, 0, 1) * q * tradable,
     )
@@ -334,10 +333,10 @@ def maintenance_call(params: MarketParams, cash: jax.Array, inventory: jax.Array
         zero = jnp.zeros_like(cash)
         return ForcedSale(call=zero > 0, qty=jnp.zeros_like(value), notional=zero, fees=zero, cash=cash,
                           inventory=inventory)
-    S, C = _class_sum(value, ~crypto), _class_sum(value, crypto)
+    S, C = class_values(params, value)
     equity = cash + S + C
     requirement = ms * S + mc * C
-    call = equity < params.maintenance_margin * S + mc * C - CALL_TOLERANCE * (S + C)
+    call = equity < maintenance_requirement(params, S, C) - CALL_TOLERANCE * (S + C)
     k = 1 - (1 - sl) * (1 - f)  # equity lost per unit of value force-sold
     sellable = value * jnp.asarray(tradable).astype(value.dtype)
     dust = DUST * (S + C) + 1e-15  # below this a class is not sold: its square would underflow in a gradient
@@ -369,7 +368,7 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
     xs = sell_order * fs
     if params.participation_cap is not None:
         if bar.volume is None:
-            raise ValueError("MarketParams.participation_cap needs Bar.volume")
+            raise ConfigError("MarketParams.participation_cap needs Bar.volume")
         cap = params.participation_cap * bar.volume
         xb, xs = jnp.minimum(xb, cap), jnp.minimum(xs, cap)
     buy_px, sell_px = execution_prices(params, action, bar)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, StepInfo
+from ndjax.errors import ConfigError
 from ndjax.sim import simulate
 
 EPS = 1e-6
@@ -45,7 +46,7 @@ class ReturnSums:
 def _time_major(returns: jax.Array) -> jax.Array:
     returns = jnp.asarray(returns)
     if returns.ndim == 0 or returns.shape[-1] == 0:
-        raise ValueError(f"objective: returns need a non-empty time axis (last), got shape {returns.shape}")
+        raise ConfigError(f"objective: returns need a non-empty time axis (last), got shape {returns.shape}")
     return jnp.moveaxis(returns, -1, 0)
 
 
@@ -139,7 +140,7 @@ OBJECTIVES: dict[str, Callable[..., jax.Array]] = {
 def get_objective(name: str) -> Callable[..., jax.Array]:
     """Look up an objective by name; unknown names raise `ValueError` listing the choices."""
     if name not in OBJECTIVES:
-        raise ValueError(f"objective: unknown {name!r}; expected one of {sorted(OBJECTIVES)}")
+        raise ConfigError(f"objective: unknown {name!r}; expected one of {sorted(OBJECTIVES)}")
     return OBJECTIVES[name]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ndjax.dynamics import Action
+from ndjax.dynamics import Action, excess_pool, initial_requirement, pool_use
 from ndjax.observation import Observation
 
 MIN_POOL = 1e-6
@@ -22,12 +22,12 @@ MIN_POOL = 1e-6
 
 def excess_fraction(weights: jax.Array, margin_rate: jax.Array) -> jax.Array:
     """The pool of excess equity as a fraction of equity, `max(1 - sum m h, 0)`, from weights `(..., N)`."""
-    return jnp.maximum(1.0 - jnp.sum(margin_rate * weights, axis=-1), 0.0)
+    return excess_pool(1.0, initial_requirement(margin_rate, weights))
 
 
 def project_budget(target: jax.Array, margin_rate: jax.Array) -> jax.Array:
     """Target weights `(..., N)` scaled down together so the book fits its initial margin: `sum m w <= 1`."""
-    used = jnp.sum(margin_rate * target, axis=-1, keepdims=True)
+    used = initial_requirement(margin_rate, target)[..., None]
     return target / jnp.maximum(used, 1.0)
 
 
@@ -40,7 +40,7 @@ def target_action(target: jax.Array, obs: Observation, margin_rate: jax.Array, m
     gap = target - held
     buy_price = obs.mark if buy_price is None else buy_price
     has_pool = pool > MIN_POOL
-    need = jnp.maximum(gap, 0.0) * (buy_price / obs.mark) * (margin_rate + maker_fee)  # pool the missing units use
+    need = pool_use(jnp.maximum(gap, 0.0) * (buy_price / obs.mark), margin_rate, maker_fee)  # of the missing units
     buy_frac = jnp.where(has_pool, need / jnp.where(has_pool, pool, 1.0), 0.0)
     holding = held > 0
     sell_frac = jnp.where(holding, jnp.maximum(-gap, 0.0) / jnp.where(holding, held, 1.0), 0.0)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ndjax.assets import asset_class_mask
 from ndjax.data.calendar import DateLike, to_day
-from ndjax.data.market import PRICE_COLUMNS, AssetSeries, DataError, MarketData, align
+from ndjax.data.market import PRICE_COLUMNS, AssetSeries, DataError, MarketData, UnknownSymbolError, align
 
 DATE_COLUMNS = ("date", "timestamp", "open_time", "datetime", "time")
 PRICE_RTOL = 1e-6
@@ -226,7 +226,7 @@ def load_daily(
         symbols = list(symbols)
         unknown = [s for s in symbols if s not in by_symbol]
         if unknown:
-            raise DataError(f"{path}: unknown symbol(s) {unknown}; available: {sorted(by_symbol)}")
+            raise UnknownSymbolError(f"{path}: unknown symbol(s) {unknown}; available: {sorted(by_symbol)}")
         if len(set(symbols)) != len(symbols):
             raise DataError(f"load_daily: duplicate symbols in {symbols}")
     else:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ndjax.errors import NdjaxError
 from ndjax.data.calendar import (
     DateLike,
     calendar_fields,
@@ -29,8 +30,12 @@ from ndjax.dynamics import Bar
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
-class DataError(ValueError):
+class DataError(NdjaxError):
     """Bad or missing market data; the message names the file, row/date and problem."""
+
+
+class UnknownSymbolError(DataError):
+    """Symbols asked for that the data does not hold; the message names them and what is available."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,7 +123,7 @@ class MarketData:
         index = {s: i for i, s in enumerate(self.symbols)}
         unknown = [s for s in symbols if s not in index]
         if unknown:
-            raise DataError(f"select: unknown symbol(s) {unknown}; available: {list(self.symbols)}")
+            raise UnknownSymbolError(f"select: unknown symbol(s) {unknown}; available: {list(self.symbols)}")
         cols = np.asarray([index[s] for s in symbols], dtype=np.int64)
         keep = np.flatnonzero(self.tradable[:, cols].any(axis=1)) if self.n_days else np.zeros(0, np.int64)
         is_crypto = self.is_crypto[cols]

@@ -15,6 +15,7 @@ import numpy as np
 from ndjax.data.loading import load_daily
 from ndjax.data.market import MarketData
 from ndjax.data.synthetic import SyntheticTruth, synthetic_market_with_truth
+from ndjax.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class MarketSource:
         full, truth = self._synthetic()
         rows = np.searchsorted(full.dates, market.dates)
         if not np.array_equal(full.dates[rows], market.dates):
-            raise ValueError("MarketSource.truth: the market's dates are not rows of this synthetic market")
+            raise ConfigError("MarketSource.truth: the market's dates are not rows of this synthetic market")
         return SyntheticTruth(expected_log_return=truth.expected_log_return[rows], vol=truth.vol[rows])
 
     def describe(self) -> str:

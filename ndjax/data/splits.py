@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from ndjax.data.calendar import DateLike, row_at_or_before, to_day
 from ndjax.data.market import DataError, MarketData
+from ndjax.errors import ConfigError
 
 
 def split_rows(market: MarketData, train_end: DateLike | None = None, val_end: DateLike | None = None, *,
@@ -42,7 +43,7 @@ def walk_forward(
     `test_days` rows, k = 0, step_days, 2*step_days, ... while the test window fits (default step = test_days)."""
     step_days = test_days if step_days is None else step_days
     if min(train_days, test_days, step_days) <= 0:
-        raise ValueError("walk_forward: train_days, test_days and step_days must be positive")
+        raise ConfigError("walk_forward: train_days, test_days and step_days must be positive")
     k = 0
     while k + train_days + test_days <= market.n_days:
         yield market[k : k + train_days], market[k + train_days : k + train_days + test_days]

@@ -9,6 +9,7 @@ import numpy as np
 
 from ndjax.data.calendar import is_xnys_session, to_day
 from ndjax.data.market import AssetSeries, MarketData, align
+from ndjax.errors import ConfigError
 
 
 def _student_t(rng: np.random.Generator, df: float, size: tuple[int, ...]) -> np.ndarray:
@@ -93,13 +94,13 @@ def synthetic_market_with_truth(
     asset's next bar, with sigma and y as they stand after row t.
     """
     if not -1.0 < signal_strength < 1.0:
-        raise ValueError(f"signal_strength must be in (-1, 1), got {signal_strength}")
+        raise ConfigError(f"signal_strength must be in (-1, 1), got {signal_strength}")
     if df <= 2.0:
-        raise ValueError(f"df must be > 2 for unit-variance Student-t, got {df}")
+        raise ConfigError(f"df must be > 2 for unit-variance Student-t, got {df}")
     if garch_alpha < 0 or garch_beta < 0 or garch_alpha + garch_beta >= 1.0:
-        raise ValueError("need garch_alpha, garch_beta >= 0 and garch_alpha + garch_beta < 1")
+        raise ConfigError("need garch_alpha, garch_beta >= 0 and garch_alpha + garch_beta < 1")
     if n_stocks < 0 or n_crypto < 0 or n_stocks + n_crypto == 0:
-        raise ValueError("need at least one asset")
+        raise ConfigError("need at least one asset")
     n = n_stocks + n_crypto
     days = to_day(start) + np.arange(n_days)
     is_crypto = np.r_[np.zeros(n_stocks, bool), np.ones(n_crypto, bool)]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
+from ndjax.errors import NdjaxError
 from ndjax.dynamics import PortfolioState
 
 TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
@@ -22,7 +23,7 @@ pending_new, partially_filled, pending_cancel, pending_replace, pending_review, 
 calculated, stopped, suspended, done_for_day) is open: the order may still fill."""
 
 
-class BrokerError(ValueError):
+class BrokerError(NdjaxError):
     """A broker that refused, failed or disagrees with the ledger; the message names the order or symbol."""
 
 

@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ndjax.dynamics import excess_pool
+from ndjax.errors import ConfigError
+
 DEFAULT_RAMP_DAYS = 20
 """Days from the first trade to full size, when the flag is not given: about a trading month."""
 
@@ -29,11 +32,11 @@ class Controls:
 
     def __post_init__(self) -> None:
         if self.ramp_days < 0:
-            raise ValueError(f"Controls.ramp_days: must be >= 0, got {self.ramp_days}")
+            raise ConfigError(f"Controls.ramp_days: must be >= 0, got {self.ramp_days}")
         if not 0 < self.ramp_drawdown <= 1:
-            raise ValueError(f"Controls.ramp_drawdown: must be in (0, 1], got {self.ramp_drawdown}")
+            raise ConfigError(f"Controls.ramp_drawdown: must be in (0, 1], got {self.ramp_drawdown}")
         if not 0 < self.halt_drawdown <= 1:
-            raise ValueError(f"Controls.halt_drawdown: must be in (0, 1] (1 = never halt), got {self.halt_drawdown}")
+            raise ConfigError(f"Controls.halt_drawdown: must be in (0, 1] (1 = never halt), got {self.halt_drawdown}")
 
 
 def drawdown(equity: Sequence[float]) -> float:
@@ -62,7 +65,7 @@ def halts(dd: float, controls: Controls) -> bool:
 def buy_scale(ramp: float, equity: float, requirement: float) -> float:
     """The share of the full pool `max(E - IM, 0)` that an account trading `ramp` of its equity may spend:
     `max(ramp E - IM, 0) / max(E - IM, 0)` (1 when the full pool is empty)."""
-    full = max(equity - requirement, 0.0)
+    full = float(excess_pool(equity, requirement))
     if full <= 0:
         return 1.0
-    return min(max(ramp * equity - requirement, 0.0) / full, 1.0)
+    return min(float(excess_pool(ramp * equity, requirement)) / full, 1.0)

@@ -29,7 +29,8 @@ import numpy as np
 
 from ndjax.data.calendar import row_at_or_after, row_at_or_before
 from ndjax.data.market import MarketData
-from ndjax.dynamics import Action, size_orders
+from ndjax.dynamics import overnight_interest
+from ndjax.errors import ConfigError
 from ndjax.paper.broker import (
     Book,
     Broker,
@@ -66,7 +67,7 @@ class PaperConfig:
 
     def __post_init__(self) -> None:
         if self.status_polls < 1 or self.status_wait < 0:
-            raise ValueError(f"PaperConfig: status_polls must be >= 1 and status_wait >= 0, got {self.status_polls} "
+            raise ConfigError(f"PaperConfig: status_polls must be >= 1 and status_wait >= 0, got {self.status_polls} "
                              f"and {self.status_wait}")
 
 
@@ -190,10 +191,7 @@ class PaperSession:
     def _interest(self, book: Book, row: int) -> float:
         """The transition's overnight interest on `book` for bar `row` (what a real broker's statement should show)."""
         state = portfolio_state(book, self.symbols, self.arrays.close[row - 1])
-        zero = np.zeros(len(self.symbols), np.float32)
-        sizes = size_orders(self.params, state, Action(zero, zero, zero, zero), self.arrays.tradable[row],
-                            self.arrays.days_elapsed[row])
-        return float(sizes.interest)
+        return float(overnight_interest(self.params, state, self.arrays.days_elapsed[row]))
 
     def _basis_and_trades(self, last: str, book: Book, fills: list[Fill]) -> dict[str, float]:
         """Average cost per unit after the fills, and a closed trade for every sale (order or margin call), under

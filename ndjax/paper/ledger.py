@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ndjax.errors import NdjaxError
 from ndjax.paper.broker import TERMINAL_STATUSES, Book, Fill, Order, OrderStatus
 from ndjax.probe import ProbeState
 
@@ -54,7 +55,7 @@ SCHEMA = {
 _OPEN = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES)) + ")"
 
 
-class LedgerError(ValueError):
+class LedgerError(NdjaxError):
     """A ledger file that is corrupt, foreign, locked, read-only or kept for another account; the message names
     the file."""
 

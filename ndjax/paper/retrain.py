@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 
+from ndjax.errors import ConfigError
 from ndjax.loss import evaluate_returns
 from ndjax.paper.cycle import PaperSession, content_hash
 from ndjax.runs.evaluate import held_out
@@ -33,7 +34,7 @@ class RetrainPolicy:
 
     def __post_init__(self) -> None:
         if self.every < 1 or self.steps < 1 or self.val_days < 2:
-            raise ValueError(f"RetrainPolicy: every, steps must be >= 1 and val_days >= 2, got {self}")
+            raise ConfigError(f"RetrainPolicy: every, steps must be >= 1 and val_days >= 2, got {self}")
 
     def __call__(self, session: PaperSession, row: int) -> None:
         recorded = len(session.ledger.days())

@@ -19,9 +19,10 @@ from ndjax.dynamics import (
     Action,
     MarketParams,
     PortfolioState,
+    buy_fractions,
     execution_prices,
-    initial_margin_rates,
-    size_orders,
+    overnight,
+    sell_fractions,
     step,
 )
 from ndjax.paper.broker import (
@@ -36,7 +37,7 @@ from ndjax.paper.broker import (
 )
 
 _step = jax.jit(step)
-_sizes = jax.jit(size_orders)
+_overnight = jax.jit(overnight)
 
 
 class SimulatedBroker(Broker):
@@ -95,22 +96,16 @@ class SimulatedBroker(Broker):
         """The `Action` whose sizing reproduces the open orders' quantities."""
         n, dtype = len(self.symbols), state.mark.dtype
         buy_px, sell_px = np.asarray(state.mark, np.float64).copy(), np.asarray(state.mark, np.float64) * 2
-        buy_qty, sell_frac = np.zeros(n), np.zeros(n)
-        held = np.asarray(state.inventory, np.float64)
+        buy_qty, sell_qty = np.zeros(n), np.zeros(n)
         for o in self._orders.values():
             i = self.index[o.symbol]
             if o.side == "buy":
                 buy_px[i], buy_qty[i] = o.limit_price, o.quantity
             else:
-                sell_px[i] = o.limit_price
-                sell_frac[i] = min(o.quantity / held[i], 1.0) if held[i] > 0 else 0.0
-        zero = jnp.zeros(n, dtype)
-        sizes = _sizes(self.params, state, Action(jnp.asarray(buy_px, dtype), zero, zero, zero),
-                       self.arrays.tradable[row], self.arrays.days_elapsed[row])
-        excess = float(sizes.excess)
-        m = np.asarray(initial_margin_rates(self.params), np.float64)
-        f = float(self.params.maker_fee)
-        share = np.where(excess > 0, buy_qty * buy_px * (m + f) / max(excess, 1e-300), 0.0)
+                sell_px[i], sell_qty[i] = o.limit_price, o.quantity
+        excess = float(_overnight(self.params, state, self.arrays.days_elapsed[row]).excess)
+        share = buy_fractions(self.params, buy_qty, buy_px, excess)
+        sell_frac = sell_fractions(sell_qty, np.asarray(state.inventory, np.float64))
         return Action(buy_price=jnp.asarray(buy_px, dtype), sell_price=jnp.asarray(sell_px, dtype),
                       buy_frac=jnp.asarray(share, dtype), sell_frac=jnp.asarray(sell_frac, dtype))
 

@@ -18,6 +18,7 @@ from ndjax.data.arrays import MarketArrays, context_split
 from ndjax.data.calendar import row_at_or_after, row_at_or_before
 from ndjax.data.synthetic import SyntheticTruth
 from ndjax.dynamics import Action, MarketParams, StepInfo
+from ndjax.errors import ConfigError
 from ndjax.metrics import PathStats, summary
 from ndjax.oracle import run_oracle, truth_rows
 from ndjax.probe import ProbeState, remember_trades
@@ -107,7 +108,7 @@ def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_f
     T, N = xb.shape
     marks = np.asarray(closes, np.float64)
     if marks.shape != (T + 1, N):
-        raise ValueError(f"per_symbol: closes of shape {marks.shape}, expected {(T + 1, N)}")
+        raise ConfigError(f"per_symbol: closes of shape {marks.shape}, expected {(T + 1, N)}")
     q_before = np.concatenate([np.zeros((1, N)), inv[:-1]], 0)
     stock_value = np.where(np.asarray(is_crypto, bool), 0.0, q_before * marks[:-1])
     total = stock_value.sum(-1, keepdims=True)

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
+from ndjax.errors import NdjaxError
 from ndjax.data.arrays import MarketArrays, prepare
 from ndjax.data.features import FEATURE_NAMES, Normalizer
-from ndjax.data.market import DataError, MarketData
+from ndjax.data.market import MarketData, UnknownSymbolError
 from ndjax.data.source import MarketSource
 from ndjax.dynamics import MarketParams
 from ndjax.policy import PolicyConfig
@@ -34,7 +35,7 @@ CONFIG_FILE = "config.json"
 FORMAT = "ndjax-run/2"
 
 
-class RunError(ValueError):
+class RunError(NdjaxError):
     """A run folder or an input file that cannot be used; the message names the file."""
 
 
@@ -171,8 +172,8 @@ def load_market(run: Run, data_dir: str | Path | None = None, *, end: Any = None
         chosen = tuple(symbols)
     try:
         market = source.load(data_dir=data_dir, symbols=chosen, end=end)
-    except DataError as e:
-        if symbols is None and "unknown symbol" in str(e):
+    except UnknownSymbolError as e:
+        if symbols is None:
             raise RunError(f"{e}; to trade the folder's own symbols pass symbols 'all' (or a list)") from None
         raise
     return market

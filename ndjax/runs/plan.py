@@ -15,7 +15,15 @@ from flax import nnx
 from ndjax.data.arrays import MarketArrays
 from ndjax.data.calendar import row_at_or_before
 from ndjax.data.market import MarketData
-from ndjax.dynamics import Action, MarketParams, OrderSizes, PortfolioState, size_orders
+from ndjax.dynamics import (
+    Action,
+    MarketParams,
+    OrderSizes,
+    PortfolioState,
+    affordable_value,
+    maintenance_requirement,
+    size_orders,
+)
 from ndjax.observation import observe
 from ndjax.policy import encode, make_apply
 from ndjax.probe import ProbeState
@@ -138,9 +146,10 @@ def plan_orders(run: Run, market: MarketData, arrays: MarketArrays, *, cash: flo
         "stock_value": float(value[~is_crypto].sum()), "crypto_value": float(value[is_crypto].sum()),
         "interest": float(sizes.interest), "equity_after_interest": float(sizes.equity),
         "initial_requirement": float(sizes.initial_requirement), "excess": float(sizes.excess),
-        "buying_power_stock": float(sizes.excess) / (1 / ls + f),  # value the whole excess buys, per class
-        "buying_power_crypto": float(sizes.excess) / (1 / lc + f),
-        "maintenance_requirement": float(mm * value[~is_crypto].sum() + value[is_crypto].sum() / lc),
+        "buying_power_stock": float(affordable_value(float(sizes.excess), 1 / ls, f)),  # per class
+        "buying_power_crypto": float(affordable_value(float(sizes.excess), 1 / lc, f)),
+        "maintenance_requirement": float(maintenance_requirement(mp, value[~is_crypto].sum(),
+                                                                 value[is_crypto].sum())),
         "maker_fee": f, "stock_max_leverage": ls, "crypto_max_leverage": lc, "maintenance_margin": mm,
         "positions": {s: float(x) for s, x in zip(symbols, q) if x > 0}, "buy_scale": float(buy_scale),
         "orders": orders, "skipped": skipped,

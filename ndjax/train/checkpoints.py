@@ -19,11 +19,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from ndjax.errors import NdjaxError
+
 UNSCORED = -1e30
 """Score stored for a checkpoint whose validation score is not finite: it can only rank last."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NdjaxError):
     """A checkpoint folder that is missing, empty or does not match the model; the message names it."""
 
 

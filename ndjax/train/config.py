@@ -12,6 +12,7 @@ import numpy as np
 from flax import struct
 
 from ndjax.dynamics import MarketParams
+from ndjax.errors import ConfigError
 from ndjax.policy import PolicyConfig
 
 _MARKET = {f.name: f.default for f in dataclasses.fields(MarketParams)}
@@ -45,9 +46,9 @@ class HParams:
         MarketParams(is_crypto=np.zeros(1, bool), fill_temperature=self.fill_temperature,
                      **{k: np.asarray(getattr(self, k), np.float64) for k in MARKET_RULES})
         if np.any(np.asarray(self.learning_rate) <= 0):
-            raise ValueError(f"HParams.learning_rate: must be > 0, got {self.learning_rate}")
+            raise ConfigError(f"HParams.learning_rate: must be > 0, got {self.learning_rate}")
         if np.any(np.asarray(self.feature_noise) < 0):
-            raise ValueError(f"HParams.feature_noise: must be >= 0, got {self.feature_noise}")
+            raise ConfigError(f"HParams.feature_noise: must be >= 0, got {self.feature_noise}")
         return self
 
 
@@ -75,11 +76,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.fill not in ("soft", "ste", "hard"):
-            raise ValueError(f"TrainConfig.fill: unknown {self.fill!r}; train with 'soft' or 'ste'")
+            raise ConfigError(f"TrainConfig.fill: unknown {self.fill!r}; train with 'soft' or 'ste'")
         if self.steps % self.eval_every:
-            raise ValueError(f"TrainConfig.steps: {self.steps} is not a multiple of eval_every={self.eval_every}")
+            raise ConfigError(f"TrainConfig.steps: {self.steps} is not a multiple of eval_every={self.eval_every}")
         if self.window < 2 or self.batch_size < 1:
-            raise ValueError("TrainConfig.window must be >= 2 and batch_size >= 1")
+            raise ConfigError("TrainConfig.window must be >= 2 and batch_size >= 1")
 
     @property
     def n_evals(self) -> int:

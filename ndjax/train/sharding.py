@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState, StepInfo
+from ndjax.errors import ConfigError
 from ndjax.sim import simulate
 
 AXIS = "devices"
@@ -58,7 +59,7 @@ def pad_axis(tree: Any, size: int, axis: int = 0) -> Any:
         if n == size:
             return x
         if n > size or n == 0:
-            raise ValueError(f"pad_axis: cannot pad an axis of {n} to {size}")
+            raise ConfigError(f"pad_axis: cannot pad an axis of {n} to {size}")
         widths = [(0, 0)] * x.ndim
         widths[axis] = (0, size - n)
         return jnp.pad(jnp.asarray(x), widths, mode="edge")
@@ -98,7 +99,7 @@ def simulate_sharded(
     mesh = resolve_mesh(mesh)
     cash = jnp.asarray(state0.cash)
     if cash.ndim < 1:
-        raise ValueError("simulate_sharded: state0 needs a batch axis (cash of shape (B,))")
+        raise ConfigError("simulate_sharded: state0 needs a batch axis (cash of shape (B,))")
     b = int(cash.shape[0])
     size = round_up(b, n_shards(mesh))
     batch0, batch1, rep = _sim_shardings(mesh)

@@ -31,6 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ndjax.errors import ConfigError
 from ndjax.train.config import HParams
 from ndjax.train.sharding import (
     AXIS,
@@ -54,14 +55,14 @@ VAL_COLUMNS: tuple[str, ...] = ("score", "sortino", "total_return", "max_drawdow
 def _as_hparams(base: HParams | None, values: Mapping[str, Any]) -> HParams:
     unknown = set(values) - set(HPARAM_NAMES)
     if unknown:
-        raise ValueError(f"unknown HParams fields {sorted(unknown)}; expected some of {HPARAM_NAMES}")
+        raise ConfigError(f"unknown HParams fields {sorted(unknown)}; expected some of {HPARAM_NAMES}")
     return (base or HParams()).replace(**values)
 
 
 def stack_hparams(hparams: Sequence[HParams]) -> HParams:
     """One `HParams` whose every field is a float32 array `(K,)`, from K scalar `HParams`."""
     if not hparams:
-        raise ValueError("stack_hparams: need at least one HParams")
+        raise ConfigError("stack_hparams: need at least one HParams")
     for h in hparams:
         h.check()
     return HParams(**{name: jnp.asarray(np.array([float(getattr(h, name)) for h in hparams], np.float32))
@@ -79,7 +80,7 @@ def sweep_size(hparams: HParams) -> int:
     """K of a stacked `HParams` (1 for scalar fields)."""
     sizes = {int(np.size(getattr(hparams, n))) for n in HPARAM_NAMES} - {1}
     if len(sizes) > 1:
-        raise ValueError(f"HParams fields have different sweep sizes {sorted(sizes)}")
+        raise ConfigError(f"HParams fields have different sweep sizes {sorted(sizes)}")
     return sizes.pop() if sizes else 1
 
 
@@ -150,10 +151,10 @@ def shard_sweep(keys: jax.Array, hparams: HParams, mesh: Mesh | None = None,
     mesh = resolve_mesh(mesh)
     k = int(keys.shape[0])
     if sweep_size(hparams) not in (1, k):
-        raise ValueError(f"shard_sweep: {k} keys but hparams of sweep size {sweep_size(hparams)}")
+        raise ConfigError(f"shard_sweep: {k} keys but hparams of sweep size {sweep_size(hparams)}")
     size = round_up(k, n_shards(mesh)) if size is None else size
     if size % n_shards(mesh):
-        raise ValueError(f"shard_sweep: size {size} is not a multiple of the {n_shards(mesh)} devices")
+        raise ConfigError(f"shard_sweep: size {size} is not a multiple of the {n_shards(mesh)} devices")
     sharding = NamedSharding(mesh, P(AXIS))
     keys, hparams = pad_axis((jnp.asarray(keys), broadcast_hparams(hparams, k)), size)
     return jax.device_put(keys, sharding), jax.device_put(hparams, sharding), k

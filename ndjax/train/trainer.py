@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from ndjax.data.arrays import MarketArrays, drift_free, sample_window
+from ndjax.errors import ConfigError
 from ndjax.loss import evaluate_returns
 from ndjax.metrics import path_stats
 from ndjax.policy import create
@@ -114,12 +115,12 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
     T = train_arrays.n_days
     k = cfg.n_assets or N
     if span > T:
-        raise ValueError(f"TrainConfig.window: lookback {L} + window {W} + 1 = {span} rows exceed the {T} "
+        raise ConfigError(f"TrainConfig.window: lookback {L} + window {W} + 1 = {span} rows exceed the {T} "
                          "training rows")
     if not 1 <= k <= N:
-        raise ValueError(f"TrainConfig.n_assets: {k} not in [1, {N}]")
+        raise ConfigError(f"TrainConfig.n_assets: {k} not in [1, {N}]")
     if val_arrays.n_days <= L + 1:
-        raise ValueError(f"validation period: {val_arrays.n_days} rows, need more than lookback + 1 = {L + 1}")
+        raise ConfigError(f"validation period: {val_arrays.n_days} rows, need more than lookback + 1 = {L + 1}")
     graphdef, _ = create(cfg.policy, jax.random.PRNGKey(0))
     P = cfg.periods_per_year
     if cfg.drift_free:
