@@ -5,7 +5,7 @@
 2. update the book: interest, fills and margin calls; record fills, closed trades, positions and the day;
 3. decide tomorrow's orders with the policy, on data up to today only (the data's last row included: the
    simulated broker settles those orders when a later call brings the next bar);
-4. size them with the transition's own sizing (`runs.plan.plan_orders`), scaled by the ramp-up and kill switch;
+4. size them with the transition's own sizing (`runs.plan.make_plan`), scaled by the ramp-up and kill switch;
 5. record and submit them: orders below the broker's minimum value are not sent (an event lists them), and an
    order the broker refuses is recorded "rejected" (with an event) while the others go out.
 
@@ -44,7 +44,7 @@ from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp
 from ndjax.paper.ledger import Ledger, LedgerError
 from ndjax.probe import remember_trades
 from ndjax.runs.folder import Run, run_arrays
-from ndjax.runs.plan import plan_orders
+from ndjax.runs.plan import make_plan
 
 POSITION_TOLERANCE = 1e-6
 """Relative difference between the ledger's and the broker's units that counts as out of sync."""
@@ -236,19 +236,19 @@ class PaperSession:
 
     def _decide(self, row: int, date: str, book: Book, ramp: float, halted: bool) -> None:
         """Plan tomorrow's orders, scaled by the ramp (buys off while halted); send those the broker takes."""
-        kw = {"cash": book.cash, "quantities": book.positions, "row": row,
-              "max_stale_days": self.config.max_stale_days, "share_unit": 1.0 if self.config.whole_shares else 1e-6,
-              "memory": self.ledger.memory(date) if self.config.probe_notional is not None else None,
-              "probe_notional": self.config.probe_notional}
-        plan = plan_orders(self.run, self.market, self.arrays, buy_scale=0.0 if halted else 1.0, **kw)
-        if not halted:  # the ramp's share of the pool, from the plan's own equity (after interest) and requirement
-            scale = buy_scale(ramp, plan["equity_after_interest"], plan["initial_requirement"])
-            if scale != 1.0:
-                plan = plan_orders(self.run, self.market, self.arrays, buy_scale=scale, **kw)
+        plan = make_plan(self.run, self.market, self.arrays, cash=book.cash, quantities=book.positions, row=row,
+                         max_stale_days=self.config.max_stale_days,
+                         share_unit=1.0 if self.config.whole_shares else 1e-6,
+                         memory=self.ledger.memory(date) if self.config.probe_notional is not None else None,
+                         probe_notional=self.config.probe_notional)
+        # the ramp's share of the pool, from the plan's own equity (after interest) and requirement; none if halted
+        scale = 0.0 if halted else buy_scale(ramp, plan.equity_after_interest, plan.initial_requirement)
+        if scale != 1.0:
+            plan = plan.scaled(scale)
         orders, small = [], []
-        for o in plan["orders"]:
-            order = Order(f"{self.ledger.client_prefix}{date}-{o['symbol']}-{o['side'][0]}", date, o["symbol"],
-                          o["side"], o["limit_price"], o["quantity"], o["asset_class"])
+        for o in plan.orders():
+            order = Order(f"{self.ledger.client_prefix}{date}-{o.symbol}-{o.side[0]}", date, o.symbol, o.side,
+                          o.limit_price, o.quantity, o.asset_class)
             minimum = self.broker.min_notional.get(order.asset_class, 0.0)
             (small if order.notional < minimum else orders).append(order)
         if small:
