@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ndjax.cli import parse_symbols
+from ndjax.cli import add_run_flags, parse_symbols
 from ndjax.errors import NdjaxError, one_line
 from ndjax.runs.evaluate import evaluate_run
 from ndjax.runs.folder import load_run
@@ -22,10 +22,7 @@ from ndjax.runs.folder import load_run
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder written by experiments/train.py")
-    p.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
-    p.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
-                                     "default: the run's symbols")
+    add_run_flags(p)
     p.add_argument("--start", help="first date; the book starts flat at this row's close (default: the test split)")
     p.add_argument("--end", help="last date (default: the test split's end, or the data's end with --data-dir/--start)")
     p.add_argument("--initial-cash", type=float, help="starting cash (default: the run's initial_cash)")

@@ -20,7 +20,7 @@ import argparse
 import dataclasses
 import sys
 
-from ndjax.cli import parse_symbols
+from ndjax.cli import add_run_flags, parse_symbols
 from ndjax.dynamics import ALPACA_CRYPTO_MAKER_FEE
 from ndjax.errors import NdjaxError, one_line
 from ndjax.paper.controls import Controls
@@ -45,10 +45,7 @@ def _equity(text: str) -> float | str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder written by experiments/train.py (the first champion)")
-    p.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
-    p.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
-                                     "default: the run's symbols")
+    add_run_flags(p, run_help=" (the first champion)")
     p.add_argument("--ledger", required=True, help="SQLite ledger file (created on first use)")
     p.add_argument("--broker", choices=["sim", "alpaca"], default="sim")
     p.add_argument("--equity", type=_equity, help=f"starting equity of a new ledger (default {DEFAULT_EQUITY:g}); an "

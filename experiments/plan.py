@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ndjax.cli import parse_symbols
+from ndjax.cli import add_run_flags, parse_symbols
 from ndjax.errors import NdjaxError, one_line
 from ndjax.report.tables import format_plan
 from ndjax.runs.folder import load_run
@@ -29,10 +29,7 @@ from ndjax.runs.plan import plan_next_day
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder written by experiments/train.py")
-    p.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
-    p.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
-                                     "default: the run's symbols")
+    add_run_flags(p)
     p.add_argument("--equity", type=float, help="account equity (all cash unless --positions)")
     p.add_argument("--positions", help="CSV or JSON of symbol,quantity (+ CASH); see above")
     p.add_argument("--as-of", help="plan from the last row on or before this date (default: the last row)")

@@ -10,7 +10,10 @@ traced `HParams`. Each `HParams` flag takes a comma list (grid values, or choice
     python experiments/sweep.py --data-dir ../shared/data/daily --train-end 2024-06-30 --val-end 2025-06-30
 
 Writes `--out` (default `runs/sweep-<timestamp>`): leaderboard.csv (best first, metrics of each run's best
-validation evaluation, hard fills) and config.json.
+validation evaluation, hard fills), sweep.json, one run folder per run (`run-000`, ...: config.json and a
+checkpoint of the run's best parameters, which `load_run` reads) and `best`, a link to the best run:
+
+    python experiments/evaluate.py --run runs/sweep-X/best     # or --run runs/sweep-X; plan.py and paper.py too
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ndjax.cli import add_fields, add_grid_fields, from_fields, grid_values
-from ndjax.data.arrays import context_split, prepare
 from ndjax.data.source import MarketSource
-from ndjax.data.splits import split_rows
 from ndjax.errors import ConfigError, NdjaxError, one_line
 from ndjax.policy import PolicyConfig
 from ndjax.report.tables import format_leaderboard
 from ndjax.report.writers import write_json, write_rows
+from ndjax.runs.job import JobSpec, prepare_run
+from ndjax.runs.sweeps import save_sweep_runs
 from ndjax.train.config import HParams, TrainConfig
 from ndjax.train.sharding import n_shards, round_up, to_host
 from ndjax.train.sweep import (
@@ -44,7 +47,6 @@ from ndjax.train.sweep import (
     varied_hparams,
     with_seeds,
 )
-from ndjax.train.trainer import make_train
 
 SMALL = dict(synthetic_days=700, d_model=16, window=48, batch_size=8, steps=100, eval_every=20)
 """This script's defaults where they differ from the dataclasses': a sweep runs many small models."""
@@ -90,15 +92,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     writer = jax.process_index() == 0  # multi-host: every process computes, process 0 writes
     try:
         source = from_fields(MarketSource, args)
-        market = source.load()
-        a, b = split_rows(market, args.train_end, args.val_end, need_test=False)
         hps = build_hparams(args)
+        train = from_fields(TrainConfig, args, policy=from_fields(PolicyConfig, args))
+        prepared = prepare_run(JobSpec(source=source, train_end=args.train_end, val_end=args.val_end, train=train),
+                               need_test=False)
     except NdjaxError as e:
         raise SystemExit(one_line("sweep", e)) from None
-    arrays = prepare(market, a)[1]
-    cfg = from_fields(TrainConfig, args, policy=from_fields(PolicyConfig, args),
-                      periods_per_year=market.periods_per_year)
-    trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, cfg.policy.context))
+    market, cfg, trainer = prepared.market, prepared.config.train, prepared.trainer
+    a, b = prepared.train_rows, prepared.val_rows
     seeds_in = [int(s) for s in args.seeds.split(",") if s.strip()]
     keys, hps, seeds = with_seeds(hps, seeds_in)
     K, d = int(keys.shape[0]), n_shards()
@@ -125,8 +126,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not writer:
         return rows
     write_rows(out / "leaderboard.csv", rows)
-    write_json(out / "config.json", {"source": source.to_dict(), "train": dataclasses.asdict(cfg), "K": K,
-                                     "devices": d, "hparam_fields": list(HPARAM_NAMES), "seeds": seeds_in})
+    write_json(out / "sweep.json", {"source": source.to_dict(), "train": dataclasses.asdict(cfg), "K": K,
+                                    "devices": d, "hparam_fields": list(HPARAM_NAMES), "seeds": seeds_in})
+    save_sweep_runs(out, prepared.config, state, hps, seeds, metrics)
     print(f"Validation (hard fills) at each run's best evaluation, best first; {K} runs in {t_sweep:.1f} s "
           f"(compile included), total {time.perf_counter() - t_start:.1f} s")
     print(format_leaderboard(rows, varied_hparams(rows), top=args.top))

@@ -1,42 +1,29 @@
-"""Command-line flags built from the configuration dataclasses, so a flag's name, type and default are the
-field's: `--learning-rate` is `HParams.learning_rate`, `--window` is `TrainConfig.window`. Scripts that want
-other defaults say so with `parser.set_defaults`; nothing here exits the process."""
+"""Command-line flags built from the configuration dataclasses, so a flag's name, type, default and help are the
+field's (its annotation, its default, its `metadata["help"]`): `--learning-rate` is `HParams.learning_rate`,
+`--window` is `TrainConfig.window`. Scripts that want other defaults say so with `parser.set_defaults`; nothing
+here exits the process."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ndjax.errors import ConfigError
 
-HELP: Mapping[str, str] = {
-    "data_dir": "folder of daily CSVs, one per symbol (default: the built-in synthetic market)",
-    "symbols": "comma-separated symbols to load (default: every file)",
-    "start": "first date loaded", "end": "last date loaded",
-    "synthetic_seed": "seed of the synthetic market", "synthetic_days": "calendar days of the synthetic market",
-    "signal": "planted signal strength of the synthetic market (AR(1) of standardised returns; < 0 reverts)",
-    "n_stocks": "stocks in the synthetic market", "n_crypto": "crypto assets in the synthetic market",
-    "model": "policy encoder", "d_model": "embedding width", "n_heads": "attention heads", "n_layers": "encoder layers",
-    "lookback": "days of history the encoder reads", "hidden": "hidden width of MLP blocks and the order head",
-    "offset": "limit band: prices within ref * (1 +- 2 offset)", "min_gap": "least sell/buy limit gap",
-    "window": "days per training window", "batch_size": "windows per update",
-    "n_assets": "random asset subset per window (default: all)", "steps": "updates", "eval_every":
-    "updates between validations", "fill": "training fills (ste: hard forward, soft gradient)",
-    "interest": "leverage interest rule", "margin_call": "maintenance calls", "objective": "training objective",
-    "warmup_steps": "learning-rate warmup", "weight_decay": "AdamW decay", "grad_clip": "global-norm clip",
-    "initial_cash": "starting equity of a simulated account", "pool_batch": "objective of the pooled batch returns",
-    "drift_free": "train on bars with each asset's training-period growth taken out",
-    "learning_rate": "peak learning rate", "return_weight": "weight of the annualised return in 'score'",
-    "risk_aversion": "gamma of 'mean_variance' (mean - gamma/2 variance)",
-    "feature_noise": "sd of Gaussian noise on the normalised features of training windows (0 = none)",
-    "fill_temperature": "soft-fill scale of training gradients", "maker_fee": "fee on both legs",
-    "stock_max_leverage": "stock initial margin = 1 / this", "crypto_max_leverage": "crypto margin = 1 / this",
-    "leverage_fee_rate": "annual interest on leverage", "day_count": "days per year of that rate (360 at Alpaca)",
-    "maintenance_margin": "stock maintenance margin",
-    "liquidation_slippage": "price concession of a forced sale",
+POLICY_HELP: Mapping[str, str] = {
+    "model": "policy encoder: mlp or transformer", "d_model": "embedding width", "n_heads": "attention heads",
+    "n_layers": "encoder layers", "lookback": "days of history the encoder reads",
+    "hidden": "hidden width of MLP blocks and the order head",
+    "w_cap": "largest target weight of one asset (the head's w_cap * sigmoid)",
+    "w_bias": "the head's starting logit: every asset starts at w_cap * sigmoid(w_bias)",
+    "pooled": "also feed the head the mean embedding over assets",
 }
+"""Help of the `PolicyConfig` fields, whose dataclass (ndjax/policy.py) carries no field metadata yet; every other
+flag's help is its field's `metadata["help"]`."""
 
 
 def _flag(name: str) -> str:
@@ -55,26 +42,42 @@ def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
+def _help(field: dataclasses.Field) -> str:
+    """The field's help text, with its default unless the text already names it."""
+    text = field.metadata.get("help") or POLICY_HELP.get(field.name)
+    if text is None:
+        raise ConfigError(f"{field.name}: a flag needs help text; give the field metadata={{'help': ...}}")
+    return text if "default" in text else f"{text} (default: {_default(field)})"
+
+
+def _parse_type(hint: Any) -> Any:
+    """The flag type of an annotation: the one type of `X | None`, `Any` (traced numbers) as float, and a
+    comma list for tuples."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        hint = args[0]
+    if hint is Any:
+        return float
+    if hint is tuple or typing.get_origin(hint) is tuple:
+        return _comma_list
+    return hint
+
+
 def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
                skip: Iterable[str] = ()) -> None:
-    """One flag per field of the dataclass `cls` (except `skip`), typed and defaulted by the field."""
+    """One flag per field of the dataclass `cls` (except `skip`): typed by the field's annotation, defaulted by
+    its default, described by its `metadata["help"]`."""
     skip = set(skip)
+    hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip or not field.init:
             continue
-        default = _default(field)
-        help_text = f"{HELP.get(field.name, field.name.replace('_', ' '))} (default: {default})"
-        if isinstance(default, bool):
+        kind, default = _parse_type(hints[field.name]), _default(field)
+        if kind is bool:
             parser.add_argument(_flag(field.name), default=default, action=argparse.BooleanOptionalAction,
-                                help=help_text)
-        elif isinstance(default, (int, float)):
-            parser.add_argument(_flag(field.name), type=type(default), default=default, help=help_text)
-        elif isinstance(default, tuple) or field.name == "symbols":
-            parser.add_argument(_flag(field.name), type=_comma_list, default=default, help=help_text)
-        elif field.name == "n_assets":
-            parser.add_argument(_flag(field.name), type=int, default=default, help=help_text)
+                                help=_help(field))
         else:
-            parser.add_argument(_flag(field.name), default=default, help=help_text)
+            parser.add_argument(_flag(field.name), type=kind, default=default, help=_help(field))
 
 
 def from_fields(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
@@ -91,7 +94,7 @@ def add_grid_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
     for field in dataclasses.fields(cls):
         default = _default(field)
         parser.add_argument(_flag(field.name), default=str(default),
-                            help=f"{HELP.get(field.name, field.name)}: comma list or lo:hi (default: {default})")
+                            help=f"{field.metadata['help']}: comma list or lo:hi (default: {default})")
 
 
 def grid_values(text: str, name: str) -> list[float] | tuple[float, float]:
@@ -106,6 +109,16 @@ def grid_values(text: str, name: str) -> list[float] | tuple[float, float]:
     if not values:
         raise ConfigError(f"{_flag(name)}: no values in {text!r}")
     return values
+
+
+def add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, run_help: str = "") -> None:
+    """`--run`, `--data-dir` and `--symbols`, the flags of every script that reads a trained run (evaluate, plan,
+    paper); `run_help` adds to `--run`'s help. Read `--symbols` with `parse_symbols`."""
+    parser.add_argument("--run", required=True, help="run folder written by experiments/train.py, or a sweep's folder "
+                                                     "(experiments/sweep.py --out: its best run)" + run_help)
+    parser.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
+    parser.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
+                                          "default: the run's symbols")
 
 
 def parse_symbols(text: str | None) -> list[str] | str | None:

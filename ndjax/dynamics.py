@@ -258,16 +258,10 @@ def overnight(params: MarketParams, state: PortfolioState, days_elapsed: jax.Arr
 
 
 @struct.dataclass
-class OrderSizes:
+class OrderSizes(Overnight):
     """Steps 1-2 of the transition for one bar: the `Overnight` figures `(...)` and the order quantities before
     fills `(..., N)`."""
 
-    prev_equity: jax.Array  # E0
-    interest: jax.Array  # I
-    cash: jax.Array  # c1
-    equity: jax.Array  # E1
-    initial_requirement: jax.Array  # IM of the book carried into the bar
-    excess: jax.Array  # X = max(E1 - IM, 0)
     outlay: jax.Array  # (..., N) cash a filled buy spends, fee included
     buy_qty: jax.Array  # (..., N)
     sell_qty: jax.Array  # (..., N)
@@ -294,7 +288,8 @@ def size_orders(
     outlay = w / jnp.maximum(1, jnp.sum(w, axis=-1, keepdims=True)) * pool
     if params.probe_notional is not None:
         if state.probe is None:
-            raise ConfigError("MarketParams.probe_notional needs a state with trade memory: init_state(..., probe=True)")
+            raise ConfigError("MarketParams.probe_notional needs a state with trade memory: "
+                              "init_state(..., probe=True)")
         cap = params.probe_notional * jnp.maximum(E1, 0)[..., None]
         outlay = jnp.where(probing(state.probe), jnp.minimum(outlay, cap), outlay)
     return OrderSizes(

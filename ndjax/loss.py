@@ -11,6 +11,7 @@ objective over the simulator's stored returns are the same floating-point sums, 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import jax
@@ -22,6 +23,10 @@ from ndjax.errors import ConfigError
 from ndjax.sim import simulate
 
 EPS = 1e-6
+RETURN_WEIGHT = 0.08
+"""Default weight of the annualised return in "score" (`HParams.return_weight`)."""
+RISK_AVERSION = 10.0
+"""Default gamma of "mean_variance" (`HParams.risk_aversion`)."""
 """Variance floor of Sortino and Sharpe: a 0.1 % per-period deviation, so a path with a few tiny
 wins and no loss cannot score without bound (averaged over training windows it otherwise would)."""
 WEALTH_FLOOR = 1e-6
@@ -96,14 +101,15 @@ def sharpe(returns: jax.Array, periods_per_year: float = 252, eps: float = EPS) 
 
 
 def score(
-    returns: jax.Array, periods_per_year: float = 252, return_weight: float = 0.08, eps: float = EPS
+    returns: jax.Array, periods_per_year: float = 252, return_weight: float = RETURN_WEIGHT, eps: float = EPS
 ) -> jax.Array:
     """Sortino + return_weight * annualised return.  (..., T) -> (...)"""
     sums = return_sums(returns)
     return _sortino(sums, periods_per_year, eps) + return_weight * sums.mean * periods_per_year
 
 
-def mean_variance(returns: jax.Array, periods_per_year: float = 252, risk_aversion: float = 2.0) -> jax.Array:
+def mean_variance(returns: jax.Array, periods_per_year: float = 252, risk_aversion: float = RISK_AVERSION
+                  ) -> jax.Array:
     """(mean(r) - risk_aversion / 2 var(r)) * P: the certainty-equivalent return of a mean-variance investor.
     It grows with exposure while the edge pays for the risk, so unlike Sortino it says how much to hold.
     (..., T) -> (...)"""
@@ -138,23 +144,22 @@ OBJECTIVES: dict[str, Callable[..., jax.Array]] = {
 
 
 def get_objective(name: str) -> Callable[..., jax.Array]:
-    """Look up an objective by name; unknown names raise `ValueError` listing the choices."""
+    """Look up an objective by name; unknown names raise `ConfigError` listing the choices."""
     if name not in OBJECTIVES:
         raise ConfigError(f"objective: unknown {name!r}; expected one of {sorted(OBJECTIVES)}")
     return OBJECTIVES[name]
 
 
 def evaluate_returns(
-    returns: jax.Array, name: str = "score", periods_per_year: float = 252, return_weight: float = 0.08,
-    risk_aversion: float = 2.0,
+    returns: jax.Array, name: str = "score", periods_per_year: float = 252, return_weight: float = RETURN_WEIGHT,
+    risk_aversion: float = RISK_AVERSION,
 ) -> jax.Array:
-    """The named objective of `returns (..., T)`; `return_weight` applies to "score", `risk_aversion` to
-    "mean_variance"."""
-    if name == "score":
-        return score(returns, periods_per_year, return_weight)
-    if name == "mean_variance":
-        return mean_variance(returns, periods_per_year, risk_aversion)
-    return get_objective(name)(returns, periods_per_year)
+    """The objective `OBJECTIVES[name]` of `returns (..., T)`, given the hyperparameters it takes by name
+    (`return_weight` for "score", `risk_aversion` for "mean_variance")."""
+    objective = get_objective(name)
+    options = {"return_weight": return_weight, "risk_aversion": risk_aversion}
+    taken = inspect.signature(objective).parameters
+    return objective(returns, periods_per_year, **{k: v for k, v in options.items() if k in taken})
 
 
 def simulated_objective(
@@ -165,8 +170,8 @@ def simulated_objective(
     *,
     name: str = "score",
     periods_per_year: float = 252,
-    return_weight: float = 0.08,
-    risk_aversion: float = 2.0,
+    return_weight: float = RETURN_WEIGHT,
+    risk_aversion: float = RISK_AVERSION,
 ) -> tuple[jax.Array, tuple[PortfolioState, StepInfo]]:
     """Objective per path `(...)` of the returns `simulate` produces for `actions (T, ..., N)`.
 

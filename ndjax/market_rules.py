@@ -20,6 +20,12 @@ _POSITIVE = ("stock_max_leverage", "crypto_max_leverage", "day_count", "fill_tem
 _NON_NEGATIVE = ("maker_fee", "leverage_fee_rate", "liquidation_slippage", "probe_notional")
 
 
+def _rule(default: Any, help: str, *, hparam: bool = True) -> Any:
+    """A traced rule field: its default, its help text, and whether it is also a training hyperparameter
+    (`HParams` takes the fields marked `hparam` with these defaults)."""
+    return struct.field(pytree_node=True, default=default, metadata={"help": help, "hparam": hparam})
+
+
 @struct.dataclass
 class MarketParams:
     """Market rules. Numeric fields are traced leaves (vmap-able); `fill`, `interest`, `margin_call` and
@@ -35,26 +41,30 @@ class MarketParams:
     """
 
     is_crypto: jax.Array
-    maker_fee: Any = 0.0008
-    stock_max_leverage: Any = 2.0
-    crypto_max_leverage: Any = 1.0
-    leverage_fee_rate: Any = 0.065
-    day_count: Any = 365.0
-    fill_temperature: Any = 5e-4
-    maintenance_margin: Any = 0.30
-    liquidation_slippage: Any = 0.001
-    participation_cap: Any = None  # max fraction of the bar's volume one fill may take; None = off
-    probe_notional: Any = None  # buy outlay cap (fraction of equity) after losing trades; None = off
-    fill: str = struct.field(pytree_node=False, default="hard")
-    interest: str = struct.field(pytree_node=False, default="excess")
-    margin_call: bool = struct.field(pytree_node=False, default=True)
-    gap_fill: bool = struct.field(pytree_node=False, default=False)
+    maker_fee: Any = _rule(0.0008, "fee on both legs, a fraction of the notional")
+    stock_max_leverage: Any = _rule(2.0, "stock initial margin = 1 / this")
+    crypto_max_leverage: Any = _rule(1.0, "crypto initial and maintenance margin = 1 / this")
+    leverage_fee_rate: Any = _rule(0.065, "annual interest on leverage")
+    day_count: Any = _rule(365.0, "days per year of that rate (360 at Alpaca)")
+    fill_temperature: Any = _rule(5e-4, "soft-fill scale, a fraction of the previous close", hparam=False)
+    maintenance_margin: Any = _rule(0.30, "stock maintenance margin")
+    liquidation_slippage: Any = _rule(0.001, "price concession of a forced sale")
+    participation_cap: Any = _rule(None, "max fraction of the bar's volume one fill may take (None: off)", hparam=False)
+    probe_notional: Any = _rule(None, "buy outlay cap (fraction of equity) after losing trades (None: off)",
+                                hparam=False)
+    fill: str = struct.field(pytree_node=False, default="hard", metadata={"help": "fills: hard, soft or ste"})
+    interest: str = struct.field(pytree_node=False, default="excess",
+                                 metadata={"help": "leverage interest rule: excess (leveraged stock) or debit"})
+    margin_call: bool = struct.field(pytree_node=False, default=True, metadata={"help": "maintenance calls"})
+    gap_fill: bool = struct.field(pytree_node=False, default=False,
+                                  metadata={"help": "a limit the open gapped through fills at the open"})
 
     def __post_init__(self) -> None:
         if self.fill not in FILL_MODES:
             raise ConfigError(f"MarketParams.fill: unknown fill mode {self.fill!r}; expected one of {FILL_MODES}")
         if self.interest not in INTEREST_MODES:
-            raise ConfigError(f"MarketParams.interest: unknown mode {self.interest!r}; expected one of {INTEREST_MODES}")
+            raise ConfigError(f"MarketParams.interest: unknown mode {self.interest!r}; expected one of "
+                              f"{INTEREST_MODES}")
         values = {name: _concrete(getattr(self, name)) for name in _POSITIVE + _NON_NEGATIVE}
         for name, value in ((k, v) for k, v in values.items() if v is not None):
             if not np.all(np.isfinite(value)):

@@ -25,7 +25,8 @@ LAYERS: dict[str, int] = {
     "ndjax.train.config": 15, "ndjax.train.checkpoints": 15, "ndjax.train.trainer": 16, "ndjax.train.sharding": 16,
     "ndjax.train.loop": 17, "ndjax.train.sweep": 17,
     # runs: the folder, evaluation, planning, the main job, walk-forward folds
-    "ndjax.runs.folder": 18, "ndjax.runs.positions": 19, "ndjax.runs.evaluate": 19, "ndjax.runs.plan": 20,
+    "ndjax.runs.folder": 18, "ndjax.runs.positions": 19, "ndjax.runs.evaluate": 19, "ndjax.runs.sweeps": 19,
+    "ndjax.runs.plan": 20,
     "ndjax.runs.job": 20, "ndjax.runs.folds": 21,
     # paper trading: the broker interface and controls -> ledger, brokers -> the cycle, its report -> retraining
     "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from ndjax.errors import NdjaxError
 from ndjax.data.calendar import (
     DateLike,
     calendar_fields,
@@ -26,6 +25,7 @@ from ndjax.data.calendar import (
     row_at_or_before,
 )
 from ndjax.dynamics import Bar
+from ndjax.errors import NdjaxError
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 

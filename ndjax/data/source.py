@@ -6,7 +6,7 @@ A `MarketSource` is stored in a run folder, so evaluation and planning rebuild t
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +18,26 @@ from ndjax.data.synthetic import SyntheticTruth, synthetic_market_with_truth
 from ndjax.errors import ConfigError
 
 
+def _option(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class MarketSource:
     """A CSV folder (`data_dir`, optional `symbols`, `start`/`end` dates) or, without one, the synthetic market
     (`synthetic_seed`, `synthetic_days` calendar days, planted `signal`, `n_stocks` + `n_crypto` assets)."""
 
-    data_dir: str | None = None
-    symbols: tuple[str, ...] | None = None
-    start: str | None = None
-    end: str | None = None
-    synthetic_seed: int = 0
-    synthetic_days: int = 1100
-    signal: float = 0.3
-    n_stocks: int = 4
-    n_crypto: int = 2
+    data_dir: str | None = _option(None, "folder of daily CSVs, one per symbol (default: the built-in synthetic "
+                                         "market)")
+    symbols: tuple[str, ...] | None = _option(None, "comma-separated symbols to load (default: every file)")
+    start: str | None = _option(None, "first date loaded (default: the data's first)")
+    end: str | None = _option(None, "last date loaded (default: the data's last)")
+    synthetic_seed: int = _option(0, "seed of the synthetic market")
+    synthetic_days: int = _option(1100, "calendar days of the synthetic market")
+    signal: float = _option(0.3, "planted signal strength of the synthetic market (AR(1) of standardised returns; "
+                                 "< 0 reverts)")
+    n_stocks: int = _option(4, "stocks in the synthetic market")
+    n_crypto: int = _option(2, "crypto assets in the synthetic market")
 
     @property
     def synthetic(self) -> bool:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from ndjax.errors import NdjaxError
 from ndjax.dynamics import PortfolioState
+from ndjax.errors import NdjaxError
 
 TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
 """Order statuses that never change again (alpaca-py's `OrderStatus` values). Every other status (new, accepted,

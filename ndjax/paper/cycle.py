@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +38,14 @@ from ndjax.paper.broker import (
     Fill,
     Order,
     OrderStatus,
+    Settlement,
     portfolio_state,
 )
 from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp
 from ndjax.paper.ledger import Ledger, LedgerError
 from ndjax.probe import remember_trades
 from ndjax.runs.folder import Run, run_arrays
-from ndjax.runs.plan import make_plan
+from ndjax.runs.plan import OrderPlan, make_plan
 
 POSITION_TOLERANCE = 1e-6
 """Relative difference between the ledger's and the broker's units that counts as out of sync."""
@@ -69,6 +70,31 @@ class PaperConfig:
         if self.status_polls < 1 or self.status_wait < 0:
             raise ConfigError(f"PaperConfig: status_polls must be >= 1 and status_wait >= 0, got {self.status_polls} "
                              f"and {self.status_wait}")
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """Step 1's result: the ledger's book before the bar (None on a ledger's first day), the broker's after it,
+    and what the bar did (fills, interest, fees, the margin call)."""
+
+    before: Book | None
+    after: Book
+    settlement: Settlement
+
+
+NO_SETTLEMENT = Settlement(fills=(), interest=0.0, fees=0.0, margin_call=False, forced_notional=0.0)
+"""A ledger's first day: nothing settled."""
+
+
+@dataclass(frozen=True)
+class DayControls:
+    """The risk controls after a day: its drawdown, whether buys are halted (`halts_today`: the kill switch tripped
+    today), and tomorrow's ramp."""
+
+    drawdown: float
+    halted: bool
+    halts_today: bool
+    ramp: float
 
 
 def _float64(tree: Any) -> Any:
@@ -156,9 +182,10 @@ class PaperSession:
         units = gross * (1 - rate) if self.broker.fee_in_asset(order.asset_class, order.side) else gross
         return Fill(date, order.symbol, order.side, units, price, rate * gross * price, "order", order.client_id)
 
-    def _reconcile(self, row: int, last: str) -> tuple[Book, dict[str, float], list[Fill], dict[str, Any]]:
-        """Yesterday's book and open orders through today's bar: fills, the new book, cost basis, day figures.
-        Open orders are cancelled first, then read until final; one still open is read again next cycle."""
+    def _reconcile(self, row: int, last: str) -> Reconciled:
+        """Step 1: yesterday's book and open orders through today's bar: the fills and the broker's book after them.
+        Open orders are cancelled first, then read until final; their statuses are recorded (one still open is
+        read again next cycle)."""
         date = str(self.market.dates[row])
         book = self.ledger.book(last)
         open_orders = self.ledger.orders(open_only=True)
@@ -166,40 +193,39 @@ class PaperSession:
         settlement = self.broker.settle(row)
         self.broker.cancel_open(self.ledger.client_prefix)
         statuses = self._final_statuses([o.client_id for o in open_orders])
-        if settlement is not None:
-            fills = list(settlement.fills)
-            extra = {"interest": settlement.interest, "fees": settlement.fees,
-                     "margin_call": settlement.margin_call, "forced_notional": settlement.forced_notional}
-        else:  # a real broker: fills are what the orders' filled quantities grew by
+        if settlement is None:  # a real broker: fills are what the orders' filled quantities grew by
             fills = [x for o, st in zip(open_orders, statuses) if (x := self._order_fill(o, st, date)) is not None]
-            extra = {"interest": self._interest(book, row), "fees": sum(x.fee for x in fills), "margin_call": False,
-                     "forced_notional": 0.0}
+            settlement = Settlement(fills=fills, interest=self._interest(book, row), fees=sum(x.fee for x in fills),
+                                    margin_call=False, forced_notional=0.0)
         for st in statuses:
             self.ledger.update_order(st)
         account = self.broker.account()
         expected = dict(book.positions)
-        for x in fills:
+        for x in settlement.fills:
             expected[x.symbol] = expected.get(x.symbol, 0.0) + (x.quantity if x.side == "buy" else -x.quantity)
         for s in sorted(set(expected) | set(account.positions)):
             want, got = expected.get(s, 0.0), account.positions.get(s, 0.0)
             if abs(want - got) > POSITION_TOLERANCE * max(abs(want), abs(got), 1.0):
                 raise BrokerError(f"{self.broker.name} broker holds {got:g} {s}, the ledger expects {want:g} after "
                                   f"{date}'s fills: positions out of sync with the broker")
-        basis = self._basis_and_trades(last, book, fills)
-        return Book(cash=account.cash, positions=dict(account.positions)), basis, fills, extra
+        return Reconciled(before=book, after=Book(cash=account.cash, positions=dict(account.positions)),
+                          settlement=settlement)
 
     def _interest(self, book: Book, row: int) -> float:
         """The transition's overnight interest on `book` for bar `row` (what a real broker's statement should show)."""
         state = portfolio_state(book, self.symbols, self.arrays.close[row - 1])
         return float(overnight_interest(self.params, state, self.arrays.days_elapsed[row]))
 
-    def _basis_and_trades(self, last: str, book: Book, fills: list[Fill]) -> dict[str, float]:
-        """Average cost per unit after the fills, and a closed trade for every sale (order or margin call), under
-        the broker's fee rate per asset (a fee taken in the asset counts as a cash fee on the units received)."""
+    def _basis_and_trades(self, last: str, book: Book, fills: Sequence[Fill]
+                          ) -> tuple[dict[str, float], list[tuple[str, str, float]]]:
+        """Average cost per unit after the fills, and a closed trade `(date, symbol, return)` for every sale (order or
+        margin call), under the broker's fee rate per asset (a fee taken in the asset counts as a cash fee on the
+        units received). Reads the ledger's trade memory; writes nothing."""
         n = len(self.symbols)
         f = np.array([self.broker.fee_rate("crypto" if c else "stock") for c in self.market.is_crypto])
         memory = _float64(self.ledger.memory(last))
         held = np.array([book.positions.get(s, 0.0) for s in self.symbols])
+        closed = []
         for kind in ("order", "margin_call"):  # the bar's limit orders, then the close's forced sale
             bought, sold, buy_px, sell_px = np.zeros(n), np.zeros(n), np.ones(n), np.ones(n)
             for x in fills:
@@ -212,39 +238,39 @@ class PaperSession:
                     sold[i], sell_px[i] = sold[i] + x.quantity, x.price
             after = np.maximum(held + bought - sold, 0)
             new = remember_trades(memory, held, bought, sold, buy_px, sell_px, f, after)
-            for i in np.flatnonzero(sold > 0):
-                self.ledger.record_closed_trade(fills[0].date, self.symbols[i], float(new.last[i]))
+            closed += [(fills[0].date, self.symbols[i], float(new.last[i])) for i in np.flatnonzero(sold > 0)]
             memory, held = _float64(new), after
-        return {s: float(memory.cost_basis[i]) for i, s in enumerate(self.symbols)}
+        return {s: float(memory.cost_basis[i]) for i, s in enumerate(self.symbols)}, closed
 
     # ------------------------------------------------------------------------------------------ steps 3-5
 
-    def _controls(self, date: str, equity: float, last_day: dict | None) -> tuple[float, bool, float]:
-        """Today's drawdown (from the peak since the last resume), whether buys are halted, tomorrow's ramp."""
+    def _controls(self, equity: float, last_day: dict | None) -> DayControls:
+        """Today's drawdown (from the peak since the last resume), whether buys are halted (and whether today
+        halts them), tomorrow's ramp. Reads the ledger; writes nothing."""
         resumed = [e["date"] for e in self.ledger.events("resume")]
         since = resumed[-1] if resumed else ""
         curve = [d["equity"] for d in self.ledger.days() if d["date"] >= since] + [equity]
         dd = drawdown(curve)
         halted = bool(last_day and last_day["halted"]) and not (resumed and resumed[-1] == last_day["date"])
-        if not halted and halts(dd, self.config.controls):
-            halted = True
-            self.ledger.record_event(date, "halt", f"drawdown {dd:.2%} reached "
-                                                   f"{self.config.controls.halt_drawdown:.2%}:"
-                                                   " new buys stop until a person resumes")
+        halts_today = not halted and halts(dd, self.config.controls)
         ramp = next_ramp(None if last_day is None else last_day["ramp"], dd, self.config.controls)
-        return dd, halted, ramp
+        return DayControls(drawdown=dd, halted=halted or halts_today, halts_today=halts_today, ramp=ramp)
 
-    def _decide(self, row: int, date: str, book: Book, ramp: float, halted: bool) -> None:
-        """Plan tomorrow's orders, scaled by the ramp (buys off while halted); send those the broker takes."""
+    def _decide(self, row: int, date: str, book: Book, controls: DayControls) -> OrderPlan:
+        """Step 3-4: tomorrow's `OrderPlan` from one decision of the policy, its buys scaled by the ramp's share of
+        the pool (from the plan's own equity after interest and requirement), none while halted. Writes nothing."""
         plan = make_plan(self.run, self.market, self.arrays, cash=book.cash, quantities=book.positions, row=row,
                          max_stale_days=self.config.max_stale_days,
                          share_unit=1.0 if self.config.whole_shares else 1e-6,
                          memory=self.ledger.memory(date) if self.config.probe_notional is not None else None,
                          probe_notional=self.config.probe_notional)
-        # the ramp's share of the pool, from the plan's own equity (after interest) and requirement; none if halted
-        scale = 0.0 if halted else buy_scale(ramp, plan.equity_after_interest, plan.initial_requirement)
-        if scale != 1.0:
-            plan = plan.scaled(scale)
+        scale = 0.0 if controls.halted else buy_scale(controls.ramp, plan.equity_after_interest,
+                                                      plan.initial_requirement)
+        return plan if scale == 1.0 else plan.scaled(scale)
+
+    def _submit(self, date: str, plan: OrderPlan) -> None:
+        """Step 5: record and send the plan's orders; those below the broker's minimum value are not sent (an event
+        lists them), and a refused order is recorded "rejected" with an event."""
         orders, small = [], []
         for o in plan.orders():
             order = Order(f"{self.ledger.client_prefix}{date}-{o.symbol}-{o.side[0]}", date, o.symbol, o.side,
@@ -288,26 +314,40 @@ class PaperSession:
                 self.model_id = champion["id"] if champion else self.ledger.record_model(
                     date, str(Path(self.run.path).resolve()), self.run.step, content_hash(self.run), "promoted")
             if last is None:
-                book, basis, fills = self._first_book(date), {}, []
-                extra = {"interest": 0.0, "fees": 0.0, "margin_call": False, "forced_notional": 0.0}
+                reconciled = Reconciled(before=None, after=self._first_book(date), settlement=NO_SETTLEMENT)
             else:
-                book, basis, fills, extra = self._reconcile(row, last)
-            for x in fills:
-                self.ledger.record_fill(x)
-            marks = np.asarray(self.arrays.close[row], np.float64)
-            value = {s: q * marks[self.index[s]] for s, q in book.positions.items()}
-            equity = book.cash + sum(value.values())
-            last_day = self.ledger.days()[-1] if last else None
-            _, halted, ramp = self._controls(date, equity, last_day)
-            self.ledger.record_day(date, equity=equity, cash=book.cash, gross=sum(value.values()),
-                                   leverage_cost=extra["interest"], fees=extra["fees"],
-                                   fees_estimated=self.broker.fees_estimated, margin_call=extra["margin_call"],
-                                   forced_notional=extra["forced_notional"], model=self.model_id, ramp=ramp,
-                                   halted=halted)
-            self.ledger.record_positions(date, {s: (q, basis.get(s, 0.0)) for s, q in book.positions.items()})
+                reconciled = self._reconcile(row, last)
+            controls = self._book(row, date, last, reconciled)
             if self.config.retrain is not None:
                 self.config.retrain(self, row)
-            self._decide(row, date, book, ramp, halted)  # on the data's last row too: settled when its bar comes
+            # on the data's last row too: settled when its bar comes
+            self._submit(date, self._decide(row, date, reconciled.after, controls))
+
+    def _book(self, row: int, date: str, last: str | None, reconciled: Reconciled) -> DayControls:
+        """Step 2: record the day's fills, closed trades, controls, day figures and positions; returns the
+        controls tomorrow's orders follow."""
+        book, settlement = reconciled.after, reconciled.settlement
+        basis, closed = ({}, []) if last is None else self._basis_and_trades(last, reconciled.before,
+                                                                             settlement.fills)
+        for trade in closed:
+            self.ledger.record_closed_trade(*trade)
+        for x in settlement.fills:
+            self.ledger.record_fill(x)
+        marks = np.asarray(self.arrays.close[row], np.float64)
+        value = {s: q * marks[self.index[s]] for s, q in book.positions.items()}
+        equity = book.cash + sum(value.values())
+        controls = self._controls(equity, self.ledger.days()[-1] if last else None)
+        if controls.halts_today:
+            self.ledger.record_event(date, "halt", f"drawdown {controls.drawdown:.2%} reached "
+                                                   f"{self.config.controls.halt_drawdown:.2%}:"
+                                                   " new buys stop until a person resumes")
+        self.ledger.record_day(date, equity=equity, cash=book.cash, gross=sum(value.values()),
+                               leverage_cost=settlement.interest, fees=settlement.fees,
+                               fees_estimated=self.broker.fees_estimated, margin_call=settlement.margin_call,
+                               forced_notional=settlement.forced_notional, model=self.model_id, ramp=controls.ramp,
+                               halted=controls.halted)
+        self.ledger.record_positions(date, {s: (q, basis.get(s, 0.0)) for s, q in book.positions.items()})
+        return controls
 
     def replay(self, start: Any = None, through: Any = None, progress: Callable[[str], None] | None = None) -> int:
         """Cycle every row from the day after the ledger's last (or `start`) through `through`; returns the number

@@ -44,6 +44,23 @@ class HeldOut:
     paths: dict[str, StepInfo]
 
 
+def simulate_window(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, stop: int, context: int,
+                    mp: MarketParams, initial_cash: float, *, lag: int = 1, probe: bool = False,
+                    label: str = "period rows") -> tuple[Action, StepInfo, MarketArrays]:
+    """The one simulation entry point of evaluation: the policy flat at the close of row `start`, its encoder
+    reading `context` rows before it, deciding with `lag` bars of delay over bars `start + lag .. stop - 1`.
+
+    Returns `(actions, infos, ctx)`: time on axis 0 (`stop - start - lag` steps) and the rows simulated with their
+    context (`data.arrays.context_split`). `RunError` (its message starting with `label`) if the rows do not fit.
+    """
+    if not context <= start < stop - lag:
+        raise RunError(f"{label} [{start}, {stop}): the start needs {context} rows of encoder context before it "
+                       f"and at least {lag} bar(s) after it")
+    ctx = context_split(arrays, start, stop, context)
+    actions, infos = simulate_policy_jit(graphdef, params, ctx, mp, context, initial_cash, lag=lag, probe=probe)
+    return actions, infos, ctx
+
+
 def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, context: int,
              mp: MarketParams, stop: int | None = None, initial_cash: float = 1.0,
              truth: SyntheticTruth | None = None) -> HeldOut:
@@ -51,11 +68,8 @@ def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: i
     policy's encoder reads `context` rows before `start` (`PolicyConfig.context`). `stop - start - 1` steps each.
     With the synthetic market's `truth` (rows of `arrays`), the oracle's path is added under "oracle"."""
     stop = arrays.n_days if stop is None else stop
-    if not context <= start < stop - 1:
-        raise RunError(f"held-out rows [{start}, {stop}): the start needs {context} rows of encoder context before "
-                       "it and at least one bar after it")
-    ctx = context_split(arrays, start, stop, context)
-    actions, policy = simulate_policy_jit(graphdef, params, ctx, mp, context, initial_cash)
+    actions, policy, ctx = simulate_window(graphdef, params, arrays, start, stop, context, mp, initial_cash,
+                                           label="held-out rows")
     bars = jax.tree_util.tree_map(lambda x: x[context:], ctx.bars())
     cash = jnp.asarray(initial_cash, bars.close.dtype)
     paths = {"policy": policy, **run_baselines(mp, bars, cash)}
@@ -74,20 +88,14 @@ def captured_share(stats: Mapping[str, PathStats]) -> float | None:
 def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: int = 1,
                  initial_cash: float | None = None, fill: str = "hard", probe: bool = False,
                  **market_overrides: Any) -> tuple[Action, StepInfo]:
-    """The run's policy flat at the close of row `start`, deciding with `lag` bars of delay, over bars
-    `start + lag .. stop - 1`. `market_overrides` replace `MarketParams` fields (`gap_fill=True`,
-    `participation_cap=0.01`, `interest="debit"`, `probe_notional=0.05`, ...); `probe` adds the trade memory.
-
-    Returns `(actions, infos)` with time on axis 0 (`stop - start - lag` steps).
-    """
-    L = run.context
-    if not L <= start < stop - lag:
-        raise RunError(f"period rows [{start}, {stop}): the start needs {L} rows of encoder context before it "
-                       f"and at least {lag} bar(s) after it")
-    ctx = context_split(arrays, start, stop, L)
+    """`simulate_window` for a run: its policy and rules (`fill`; `market_overrides` replace `MarketParams`
+    fields: `gap_fill=True`, `participation_cap=0.01`, `interest="debit"`, `probe_notional=0.05`, ...; `probe`
+    adds the trade memory), its starting cash unless `initial_cash` is given. Returns `(actions, infos)`."""
     mp = run.config.market_params(fill, is_crypto=arrays.is_crypto).replace(**market_overrides)
     cash = float(run.config.train.initial_cash if initial_cash is None else initial_cash)
-    return simulate_policy_jit(run.graphdef, run.params, ctx, mp, L, cash, lag=lag, probe=probe)
+    actions, infos, _ = simulate_window(run.graphdef, run.params, arrays, start, stop, run.context, mp, cash,
+                                        lag=lag, probe=probe)
+    return actions, infos
 
 
 def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_fee: float,

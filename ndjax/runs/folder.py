@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from ndjax.errors import NdjaxError
 from ndjax.data.arrays import MarketArrays, prepare
 from ndjax.data.features import FEATURE_NAMES, Normalizer
 from ndjax.data.market import MarketData, UnknownSymbolError
 from ndjax.data.source import MarketSource
 from ndjax.dynamics import MarketParams
+from ndjax.errors import NdjaxError
 from ndjax.policy import PolicyConfig
 from ndjax.report.writers import write_json
 from ndjax.train.checkpoints import CheckpointError, RunCheckpoints
@@ -33,6 +33,8 @@ from ndjax.train.trainer import make_template
 
 CONFIG_FILE = "config.json"
 FORMAT = "ndjax-run/2"
+SWEEP_BEST = "best"
+"""The link, inside a sweep's folder, to its best run (`runs.sweeps.save_sweep_runs`)."""
 
 
 class RunError(NdjaxError):
@@ -131,8 +133,11 @@ class Run:
 
 
 def load_run(path: str | Path, step: int | None = None) -> Run:
-    """The run at `path`: its config and the best checkpoint's parameters (or those saved at `step`)."""
+    """The run at `path`: its config and the best checkpoint's parameters (or those saved at `step`). A sweep's
+    folder (`experiments/sweep.py --out`) stands for its best run, `path/best`."""
     path = Path(path)
+    if not (path / CHECKPOINT_DIR).is_dir() and (path / SWEEP_BEST / CONFIG_FILE).is_file():
+        path = path / SWEEP_BEST
     config = load_config(path)
     graphdef, template = make_template(config.train, config.hparams)
     try:

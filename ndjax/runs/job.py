@@ -64,10 +64,10 @@ class PreparedRun:
     val_rows: int
 
 
-def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: Any = None) -> PreparedRun:
-    """Load and split the market, write `out/config.json` and build the trainer (training rows, validation rows
-    with encoder context). With `need_test=False` the validation may run to the last row."""
-    out = Path(out)
+def prepare_run(spec: JobSpec, *, need_test: bool = True, log: Any = None) -> PreparedRun:
+    """Load and split the market, build the run's `RunConfig` and the trainer (training rows, validation rows with
+    encoder context); writes nothing. With `need_test=False` the validation may run to the last row. `log`
+    receives one line describing the split."""
     hp = spec.hparams.check()
     market = spec.source.load()
     a, b = split_rows(market, spec.train_end, spec.val_end, need_test=need_test)
@@ -83,12 +83,19 @@ def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: An
     config = RunConfig(source=spec.source, train=cfg, hparams=hp, seed=spec.seed, symbols=tuple(market.symbols),
                        is_crypto=tuple(bool(x) for x in market.is_crypto), periods_per_year=market.periods_per_year,
                        split=split, normalizer=normalizer)
-    save_config(out, config)
     if log is not None:
         log(f"ndjax: {market.n_assets} assets ({int(market.is_crypto.sum())} crypto), {market.n_days} rows "
-            f"{dates[0]} .. {dates[-1]}; " + ", ".join(f"{k} {v}" for k, v in split.items()) + f"; run folder {out}")
+            f"{dates[0]} .. {dates[-1]}; " + ", ".join(f"{k} {v}" for k, v in split.items()))
     trainer = make_train(cfg, arrays.rows(0, a), context_split(arrays, a, b, L))
     return PreparedRun(config=config, trainer=trainer, market=market, arrays=arrays, train_rows=a, val_rows=b)
+
+
+def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: Any = None) -> PreparedRun:
+    """`prepare_run`, then write `out/config.json`."""
+    prepared = prepare_run(spec, need_test=need_test,
+                           log=None if log is None else (lambda line: log(f"{line}; run folder {out}")))
+    save_config(out, prepared.config)
+    return prepared
 
 
 def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite: bool = False,

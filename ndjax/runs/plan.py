@@ -34,7 +34,6 @@ from ndjax.runs.folder import Run, RunError, load_market, run_arrays
 from ndjax.runs.positions import read_positions
 
 
-
 @partial(jax.jit, static_argnames="graphdef")
 def _decide(graphdef: nnx.GraphDef, params: Any, feats: jax.Array, valid: jax.Array, state: PortfolioState,
             mp: MarketParams, tradable: jax.Array, days: jax.Array) -> tuple[Action, OrderSizes]:

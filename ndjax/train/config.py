@@ -11,35 +11,44 @@ import jax
 import numpy as np
 from flax import struct
 
-from ndjax.dynamics import MarketParams
 from ndjax.errors import ConfigError
+from ndjax.loss import OBJECTIVES, RETURN_WEIGHT, RISK_AVERSION, get_objective
+from ndjax.market_rules import MarketParams
 from ndjax.policy import PolicyConfig
 
-_MARKET = {f.name: f.default for f in dataclasses.fields(MarketParams)}
-MARKET_RULES = ("maker_fee", "stock_max_leverage", "crypto_max_leverage", "leverage_fee_rate", "day_count",
-                "maintenance_margin", "liquidation_slippage")
-"""`HParams` fields that are market rules: their defaults are `MarketParams`'s."""
+MARKET_RULES = tuple(f.name for f in dataclasses.fields(MarketParams) if f.metadata.get("hparam"))
+"""`HParams` fields that are market rules: the `MarketParams` fields marked `hparam`, with their defaults and help."""
+
+
+def _hparam(default: Any, help: str) -> Any:
+    return struct.field(default=default, metadata={"help": help})
+
+
+def _market_rule(name: str) -> Any:
+    """The `HParams` field of the market rule `name`: `MarketParams`'s default and help."""
+    rule = next(f for f in dataclasses.fields(MarketParams) if f.name == name)
+    return struct.field(default=rule.default, metadata=dict(rule.metadata))
 
 
 @struct.dataclass
 class HParams:
-    """Numeric hyperparameters, traced so sweeps can vmap over them. The market rules default to `MarketParams`;
-    `fill_temperature` is the scale of the soft fills whose gradient training follows (the forward values stay
-    exactly hard), wider than the transition's 5e-4 so that limits a few tenths of a percent from the bar still
-    get a gradient."""
+    """Numeric hyperparameters, traced so sweeps can vmap over them. The market rules are `MarketParams`'s
+    (`MARKET_RULES`); `fill_temperature` is the scale of the soft fills whose gradient training follows (the
+    forward values stay exactly hard), wider than the transition's 5e-4 so that limits a few tenths of a percent
+    from the bar still get a gradient."""
 
-    learning_rate: Any = 3e-3
-    return_weight: Any = 0.08  # weight of the annualised return in the "score" objective
-    risk_aversion: Any = 10.0  # gamma of the "mean_variance" objective
-    feature_noise: Any = 0.5  # sd of Gaussian noise added to the normalised features of training windows
-    fill_temperature: Any = 5e-3
-    maker_fee: Any = _MARKET["maker_fee"]
-    stock_max_leverage: Any = _MARKET["stock_max_leverage"]
-    crypto_max_leverage: Any = _MARKET["crypto_max_leverage"]
-    leverage_fee_rate: Any = _MARKET["leverage_fee_rate"]
-    day_count: Any = _MARKET["day_count"]  # days per year of the interest rate (360 at Alpaca)
-    maintenance_margin: Any = _MARKET["maintenance_margin"]
-    liquidation_slippage: Any = _MARKET["liquidation_slippage"]
+    learning_rate: Any = _hparam(3e-3, "peak learning rate")
+    return_weight: Any = _hparam(RETURN_WEIGHT, "weight of the annualised return in the 'score' objective")
+    risk_aversion: Any = _hparam(RISK_AVERSION, "gamma of the 'mean_variance' objective (mean - gamma/2 variance)")
+    feature_noise: Any = _hparam(0.5, "sd of Gaussian noise on the normalised features of training windows (0: none)")
+    fill_temperature: Any = _hparam(5e-3, "soft-fill scale of the training gradients, a fraction of the close")
+    maker_fee: Any = _market_rule("maker_fee")
+    stock_max_leverage: Any = _market_rule("stock_max_leverage")
+    crypto_max_leverage: Any = _market_rule("crypto_max_leverage")
+    leverage_fee_rate: Any = _market_rule("leverage_fee_rate")
+    day_count: Any = _market_rule("day_count")
+    maintenance_margin: Any = _market_rule("maintenance_margin")
+    liquidation_slippage: Any = _market_rule("liquidation_slippage")
 
     def check(self) -> HParams:
         """Raise `ValueError` naming the field if the market rules are invalid (for every entry of a stacked sweep)."""
@@ -52,31 +61,36 @@ class HParams:
         return self
 
 
+def _option(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Static, shape-setting training choices."""
 
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    window: int = 96
-    batch_size: int = 16
-    n_assets: int | None = None  # random asset subset per window; None = all
-    steps: int = 400
-    eval_every: int = 50
-    fill: str = "ste"
-    interest: str = "excess"
-    margin_call: bool = True
-    objective: str = "mean_variance"
-    warmup_steps: int = 20
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    periods_per_year: int = 365
-    initial_cash: float = 1.0
-    pool_batch: bool = True  # objective of the batch's pooled daily returns, not the mean over windows
-    drift_free: bool = False  # train on bars with each asset's training-period growth taken out
+    window: int = _option(96, "days per training window")
+    batch_size: int = _option(16, "windows per update")
+    n_assets: int | None = _option(None, "random asset subset per window (default: all)")
+    steps: int = _option(400, "updates")
+    eval_every: int = _option(50, "updates between validations")
+    fill: str = _option("ste", "training fills: ste (hard forward, soft gradient) or soft")
+    interest: str = _option("excess", "leverage interest rule: excess (leveraged stock notional) or debit")
+    margin_call: bool = _option(True, "maintenance calls")
+    objective: str = _option("mean_variance", f"training objective, one of {', '.join(OBJECTIVES)}")
+    warmup_steps: int = _option(20, "learning-rate warmup updates")
+    weight_decay: float = _option(1e-4, "AdamW weight decay")
+    grad_clip: float = _option(1.0, "global-norm gradient clip")
+    periods_per_year: int = _option(365, "periods per year that annualise returns")
+    initial_cash: float = _option(1.0, "starting equity of a simulated account")
+    pool_batch: bool = _option(True, "objective of the batch's pooled daily returns, not the mean over windows")
+    drift_free: bool = _option(False, "train on bars with each asset's training-period growth taken out")
 
     def __post_init__(self) -> None:
         if self.fill not in ("soft", "ste", "hard"):
             raise ConfigError(f"TrainConfig.fill: unknown {self.fill!r}; train with 'soft' or 'ste'")
+        get_objective(self.objective)
         if self.steps % self.eval_every:
             raise ConfigError(f"TrainConfig.steps: {self.steps} is not a multiple of eval_every={self.eval_every}")
         if self.window < 2 or self.batch_size < 1:
@@ -89,10 +103,8 @@ class TrainConfig:
 
 def market_params(hp: HParams, is_crypto: jax.Array, fill: str, interest: str = "excess",
                   margin_call: bool = True) -> MarketParams:
-    """The transition's params for these hyperparameters, `is_crypto (N,)`, and the static modes."""
-    return MarketParams(
-        is_crypto=is_crypto, maker_fee=hp.maker_fee, stock_max_leverage=hp.stock_max_leverage,
-        crypto_max_leverage=hp.crypto_max_leverage, leverage_fee_rate=hp.leverage_fee_rate, day_count=hp.day_count,
-        fill_temperature=hp.fill_temperature, maintenance_margin=hp.maintenance_margin,
-        liquidation_slippage=hp.liquidation_slippage, fill=fill, interest=interest, margin_call=margin_call,
-    )
+    """The transition's params for these hyperparameters (`MARKET_RULES` and `fill_temperature`), `is_crypto (N,)`,
+    and the static modes."""
+    return MarketParams(is_crypto=is_crypto, fill_temperature=hp.fill_temperature,
+                        **{name: getattr(hp, name) for name in MARKET_RULES}, fill=fill, interest=interest,
+                        margin_call=margin_call)
