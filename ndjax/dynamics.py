@@ -218,17 +218,22 @@ def affordable_value(excess: jax.Array, margin_rate: jax.Array, maker_fee: jax.A
     return excess / (margin_rate + maker_fee)
 
 
+def _interest(params: MarketParams, cash: jax.Array, stock_value: jax.Array, equity: jax.Array,
+              days_elapsed: jax.Array) -> jax.Array:
+    """`overnight_interest` from the book's cash, stock value and equity `(...)`."""
+    if params.interest == "excess":
+        borrowed = jnp.minimum(jnp.maximum(stock_value - equity, 0), jnp.maximum(equity, 0))
+    else:
+        borrowed = jnp.maximum(-cash, 0)
+    return borrowed * params.leverage_fee_rate * days_elapsed / params.day_count
+
+
 def overnight_interest(params: MarketParams, state: PortfolioState, days_elapsed: jax.Array) -> jax.Array:
     """The night's interest `I (...)` on the book `state` over `days_elapsed` calendar days (step 1): on the
     leveraged stock notional `min(max(S - E, 0), max(E, 0))` (`interest="excess"`) or on the debit balance
     `max(-cash, 0)` (`"debit"`), at `leverage_fee_rate` per `day_count` days."""
     S, C = class_values(params, state.inventory * state.mark)
-    E0 = state.cash + S + C
-    if params.interest == "excess":
-        borrowed = jnp.minimum(jnp.maximum(S - E0, 0), jnp.maximum(E0, 0))
-    else:
-        borrowed = jnp.maximum(-state.cash, 0)
-    return borrowed * params.leverage_fee_rate * days_elapsed / params.day_count
+    return _interest(params, state.cash, S, state.cash + S + C, days_elapsed)
 
 
 @struct.dataclass
@@ -249,7 +254,7 @@ def overnight(params: MarketParams, state: PortfolioState, days_elapsed: jax.Arr
     value = state.inventory * state.mark
     S, C = class_values(params, value)
     E0 = state.cash + S + C
-    interest = overnight_interest(params, state, days_elapsed)
+    interest = _interest(params, state.cash, S, E0, days_elapsed)
     c1 = state.cash - interest
     IM = initial_requirement(initial_margin_rates(params).astype(state.mark.dtype), value)
     E1 = c1 + S + C
