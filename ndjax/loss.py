@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState
-from ndjax.sim import simulate_sums
+from ndjax.sim import simulate_return_sums
 from ndjax.stats_scan import EPS, WEALTH_FLOOR, ReturnSums, add_return, start_returns  # noqa: F401 (EPS, WEALTH_FLOOR)
 
 def _time_major(returns: jax.Array) -> jax.Array:
@@ -148,11 +148,11 @@ def simulated_objective(
 ) -> tuple[jax.Array, tuple[PortfolioState, ReturnSums]]:
     """Objective per path `(...)` of the returns `simulate` produces for `actions (T, ..., N)`.
 
-    One scan: the return sums are accumulated inside the simulation (`sim.simulate_sums`), nothing is stored
+    One scan: the return sums are accumulated inside the simulation (`sim.simulate_return_sums`), nothing is stored
     per step. The sums are the ones `return_sums` folds over `simulate`'s stored returns (one accumulator,
     `stats_scan.add_return`, the same time order), so the forward value equals the objective of the simulator's
     returns bit for bit. Returns `(value, (final state, sums))`.
     """
     get_objective(name)
-    final, sums = simulate_sums(params, state0, actions, bars)
-    return evaluate_sums(sums.returns, name, periods_per_year, return_weight, risk_aversion), (final, sums.returns)
+    final, sums = simulate_return_sums(params, state0, actions, bars)
+    return evaluate_sums(sums, name, periods_per_year, return_weight, risk_aversion), (final, sums)

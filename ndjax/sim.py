@@ -24,7 +24,16 @@ from ndjax.dynamics import (
 )
 from ndjax.observation import PolicyApply, observe
 from ndjax.policy import encode, make_apply
-from ndjax.stats_scan import PathStats, PathSums, add_step, finish_path, start_path
+from ndjax.stats_scan import (
+    PathStats,
+    PathSums,
+    ReturnSums,
+    add_return,
+    add_step,
+    finish_path,
+    start_path,
+    start_returns,
+)
 
 
 RECORDABLE: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StepInfo))
@@ -63,19 +72,32 @@ def _start(state0: PortfolioState) -> PathSums:
     return start_path(state0.cash.shape, state0.cash.dtype)
 
 
+def _fold(params: MarketParams, state0: PortfolioState, actions: Action, bars: Bar, start: Any,
+          add: Callable[[Any, StepInfo], Any]) -> tuple[PortfolioState, Any]:
+    """Scan `step` carrying `add(acc, info)` from `start` instead of stacking the `StepInfo`s."""
+
+    def body(carry, xs):
+        state, acc = carry
+        state, info = step(params, state, *xs)
+        return (state, add(acc, info)), None
+
+    return jax.lax.scan(body, (state0, start), (actions, bars))[0]
+
+
 def simulate_sums(params: MarketParams, state0: PortfolioState, actions: Action, bars: Bar
                   ) -> tuple[PortfolioState, PathSums]:
     """`simulate` that carries only the running `PathSums` (`stats_scan.add_step`) and writes nothing per step.
 
     Returns the final state and the sums, per-path fields `(...)`. Jittable, vmappable, differentiable.
     """
+    return _fold(params, state0, actions, bars, _start(state0), add_step)
 
-    def body(carry, xs):
-        state, sums = carry
-        state, info = step(params, state, *xs)
-        return (state, add_step(sums, info)), None
 
-    return jax.lax.scan(body, (state0, _start(state0)), (actions, bars))[0]
+def simulate_return_sums(params: MarketParams, state0: PortfolioState, actions: Action, bars: Bar
+                         ) -> tuple[PortfolioState, ReturnSums]:
+    """`simulate` that carries only the `ReturnSums` of the returns (what an objective needs), fields `(...)`."""
+    start = start_returns(state0.cash.shape, state0.cash.dtype)
+    return _fold(params, state0, actions, bars, start, lambda s, info: add_return(s, info.returns))
 
 
 @functools.partial(jax.jit, static_argnames=("periods_per_year",))
