@@ -87,7 +87,9 @@ def run(shape: dict, repeats: int) -> list[dict]:
     state_sb = dyn.init_state(jnp.full((SB,), 10_000.0), close0[:SB])
 
     def sweep_fn(fees, levs, s, a, b):
-        one = lambda f, m: simulate_stats(hard.replace(maker_fee=f, stock_max_leverage=m), s, a, b).total_return
+        def one(f, m):
+            return simulate_stats(hard.replace(maker_fee=f, stock_max_leverage=m), s, a, b).total_return
+
         return jax.vmap(one)(fees, levs)
 
     cells = [
@@ -126,8 +128,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print("\n| cell | median ms | n | compile s | asset-steps/s | configs/s |\n|---|---:|---:|---:|---:|---:|")
     for r in rows:
         cs = "" if r["configs_s"] is None else f"{r['configs_s']:.1f}"
-        print(f"| {r['cell']} | {r['seconds'] * 1e3:.2f} | {r['n']} | {r['compile_s']:.1f} | {r['steps_s']:.3g} | {cs} |")
-    print(f"device: {dev.device_kind if hasattr(dev, 'device_kind') else dev.platform}; total {time.perf_counter() - t0:.1f} s")
+        print(f"| {r['cell']} | {r['seconds'] * 1e3:.2f} | {r['n']} | {r['compile_s']:.1f} | {r['steps_s']:.3g} "
+              f"| {cs} |")
+    kind = getattr(dev, "device_kind", dev.platform)
+    print(f"device: {dev.platform} ({kind}); total {time.perf_counter() - t0:.1f} s")
     return rows
 
 

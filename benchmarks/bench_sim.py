@@ -445,13 +445,14 @@ def targets(rows: list, memory: dict | None, sweep: dict | None) -> None:
         r = vbt["ms"] / full["ms"]
         print(f"  (b) vectorbt / full record: {r:.1f}x (target >= 30x): {'MET' if r >= 30 else 'missed'}")
     for mode, nd in (("fwd", "ndjax Sortino objective"), ("fwd+bwd", "ndjax jax.grad")):
-        t_, n_ = find("a", "torch Sortino objective" if mode == "fwd" else "torch eager loop", mode), find("a", nd, mode)
+        peer = "torch Sortino objective" if mode == "fwd" else "torch eager loop"
+        t_, n_ = find("a", peer, mode), find("a", nd, mode)
         if t_ and n_:
             r = t_["ms"] / n_["ms"]
             print(f"  (a) torch / ndjax Sortino {mode}: {r:.0f}x (target >= 150x): {'MET' if r >= 150 else 'missed'}")
     t_, n_ = find("a", "torch eager loop"), find("a", "ndjax full StepInfo")
     if t_ and n_:
-        print(f"  (a) torch hard fwd / ndjax full StepInfo fwd (the earlier table's fwd ratio): {t_['ms'] / n_['ms']:.0f}x")
+        print(f"  (a) torch hard fwd / ndjax full StepInfo fwd (the earlier table's ratio): {t_['ms'] / n_['ms']:.0f}x")
     if memory:
         lo, hi = memory["Ts"]
         for mode in ("summary", "full", "summary-stored"):
@@ -459,7 +460,8 @@ def targets(rows: list, memory: dict | None, sweep: dict | None) -> None:
             tail = f" (target <= 1.5): {'MET' if r <= 1.5 else 'missed'}" if mode == "summary" else ""
             print(f"  memory {mode}: peak RSS T={hi} / T={lo} = {r:.2f}{tail}")
     if sweep:
-        print(f"  sweep K={sweep['K']}: {sweep['steps_s'] / 1e6:.0f} M asset-steps/s, {sweep['configs_s']:.1f} configs/s")
+        print(f"  sweep K={sweep['K']}: {sweep['steps_s'] / 1e6:.0f} M asset-steps/s, "
+              f"{sweep['configs_s']:.1f} configs/s")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Objectives over return series (or their accumulated `ReturnSums`), and the training objective that runs the simulator.
+"""Objectives over return series (or their accumulated `ReturnSums`), and the training objective that runs the
+simulator.
 
 Every objective takes `returns (..., P)` with time on the last axis and gives one value per path `(...)`.
 Higher is better; training minimises the negative.
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 from ndjax.dynamics import Action, Bar, MarketParams, PortfolioState
 from ndjax.sim import simulate_return_sums
 from ndjax.stats_scan import EPS, WEALTH_FLOOR, ReturnSums, add_return, start_returns  # noqa: F401 (EPS, WEALTH_FLOOR)
+
 
 def _time_major(returns: jax.Array) -> jax.Array:
     returns = jnp.asarray(returns)

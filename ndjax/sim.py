@@ -35,7 +35,6 @@ from ndjax.stats_scan import (
     start_returns,
 )
 
-
 RECORDABLE: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StepInfo))
 
 
