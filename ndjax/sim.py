@@ -57,7 +57,7 @@ def simulate(
     Returns the final state and the per-step `StepInfo` stacked on axis 0; with `record` (a tuple of field
     names) only those fields are stacked and the others are None.
     """
-    keep = _recorder(None if record is None else tuple(record))
+    keep = _recorder(None if record is None else (record,) if isinstance(record, str) else tuple(record))
 
     def body(state, xs):
         action, bar = xs
