@@ -17,9 +17,11 @@ Prints figures only; nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,7 +47,7 @@ from sim_peers import (  # noqa: E402
 
 from ndjax import dynamics as dyn  # noqa: E402
 from ndjax.loss import EPS, simulated_objective  # noqa: E402
-from ndjax.sim import simulate  # noqa: E402
+from ndjax.sim import simulate, simulate_stats  # noqa: E402
 
 WORKLOADS = {  # name: (T, B, N, n_crypto, seed)
     "a": (256, 32, 1, 0, 1),
@@ -129,6 +131,12 @@ def simulate_equity(params, state0, actions, bars):
 
 
 @jax.jit
+def sortino_value(params, state0, actions, bars):
+    """The summed Sortino of `simulated_objective`, forward only (what validation of a soft-fill objective runs)."""
+    return jnp.sum(simulated_objective(params, state0, actions, bars, name="sortino")[0])
+
+
+@jax.jit
 def sortino_grad(params, state0, actions, bars):
     """d/d(actions) of the summed Sortino of `simulated_objective` (the training gradient)."""
 
@@ -179,12 +187,23 @@ def run_workload(key: str, w: Workload, args, bw: float, rows: list, checks: lis
     ms_full, n = bench(lambda: block(full(p, s0, a, b)), reps, budget)
     add("ndjax full StepInfo", "fwd", ms_full, n, c_full)
 
+    stats_fn, c_stats = compile_jit(simulate_stats, p, s0, a, b)
+    stats = block(stats_fn(p, s0, a, b))
+    ms_stats, n = bench(lambda: block(stats_fn(p, s0, a, b)), reps, budget)
+    add("ndjax summary-only", "fwd", ms_stats, n, c_stats,
+        check=f"final equity = full: {rel_err_pointwise(stats.final_equity, eq_nd[-1]):.1e}")
+
     lean, c_lean = compile_jit(simulate_equity, p, s0, a, b)
     eq_lean = np.asarray(block(lean(p, s0, a, b))[0])
     ms_lean, n = bench(lambda: block(lean(p, s0, a, b)), reps, budget)
     add("ndjax equity+returns", "fwd", ms_lean, n, c_lean, check=f"= full: {rel_err_pointwise(eq_lean, eq_nd):.1e}")
 
     ps, _, _, _ = ndjax_inputs(w, rules, fill="soft")
+    sval, c_sval = compile_jit(sortino_value, ps, s0, a, b)
+    val_fwd = block(sval(ps, s0, a, b))
+    ms_sval, n = bench(lambda: block(sval(ps, s0, a, b)), reps, budget)
+    add("ndjax Sortino objective", "fwd", ms_sval, n, c_sval)
+
     grad, c_grad = compile_jit(sortino_grad, ps, s0, a, b)
     val_nd, g_nd = block(grad(ps, s0, a, b))
     ms_grad, n = bench(lambda: block(grad(ps, s0, a, b)), reps, budget)
@@ -213,6 +232,17 @@ def run_workload(key: str, w: Workload, args, bw: float, rows: list, checks: lis
             obj = torch_sortino(rets, 252.0, EPS).sum()
             obj.backward()
             return obj
+
+        with torch.no_grad():
+            acts_s, tbars_s, c0_s, m0_s, crypto_s = torch_inputs(w)
+
+            def sortino_fwd():
+                return torch_sortino(torch_simulate(acts_s, tbars_s, c0_s, m0_s, crypto_s, rules, "soft")[1],
+                                     252.0, EPS).sum()
+
+            err_s = abs(float(sortino_fwd()) - float(val_fwd)) / max(abs(float(val_fwd)), 1e-30)
+            ms, n = bench(sortino_fwd, reps, budget)
+        add("torch Sortino objective", "fwd", ms, n, vs=ms / ms_sval, check=f"obj {err_s:.1e} (vs ndjax Sortino fwd)")
 
         obj_t = fwd_bwd()
         err_v = abs(float(obj_t.detach()) - float(val_nd)) / max(abs(float(val_nd)), 1e-30)
@@ -246,7 +276,8 @@ def run_workload(key: str, w: Workload, args, bw: float, rows: list, checks: lis
             err = rel_err_pointwise(eq_v, np.asarray(inf_v.equity))
             checks.append((key, "vectorbt value vs ndjax equity (caps 1, rate 0)", err))
             ms, n = bench(lambda: vbt_equity(orders, vr.fee, float(w.cash0[0])), reps, budget)
-            add("vectorbt from_orders", "fwd", ms, n, c_v, vs=ms / ms_full, check=f"eq rel {err:.1e}")
+            add("vectorbt from_orders", "fwd", ms, n, c_v, vs=ms / ms_full,
+                check=f"eq rel {err:.1e}; {ms / ms_stats:.1f}x vs ndjax summary-only")
 
     # ---- float64 NumPy loop
     if "numpy" not in args.skip:
@@ -293,14 +324,159 @@ def run_variants(w, rules, hard_args, soft_args, eq_nd, reps, budget, add) -> No
         check=f"= full: {rel_err_pointwise(eq, eq_nd):.1e}")
 
 
+MEMORY_SHAPE = (1024, 16)  # B, N of the memory children; T is 256 or 4096
+
+
+def memory_child(mode: str, T: int) -> None:
+    """Print the peak RSS (MB) of one simulation of `T` steps at `MEMORY_SHAPE`, as JSON.
+
+    `summary`/`full`: inputs generated per step inside the scan (what the simulation itself holds);
+    `summary-stored`: the usual call with the (T, B, N) input arrays built first."""
+    from ndjax.stats_scan import add_step, finish_path, start_path
+
+    B, N = MEMORY_SHAPE
+    params = dyn.MarketParams(is_crypto=jnp.arange(N) >= N - 4)
+    mark0 = 100 * jnp.exp(0.5 * jax.random.normal(jax.random.PRNGKey(0), (B, N)))
+    state0 = dyn.init_state(jnp.full((B,), 10_000.0), mark0)
+
+    def inputs(key, prev):
+        k1, k2, k3 = jax.random.split(key, 3)
+        close = prev * jnp.exp(0.02 * jax.random.normal(k1, prev.shape))
+        span = 1 + 0.01 * jax.random.uniform(k2, prev.shape)
+        u = jax.random.uniform(k3, (4,) + prev.shape)
+        bar = dyn.Bar(high=jnp.maximum(prev, close) * span, low=jnp.minimum(prev, close) / span, close=close,
+                      tradable=u[3] < 0.95, days_elapsed=jnp.ones(prev.shape[:-1]))
+        return dyn.Action(prev * (1 - 0.03 * u[0]), prev * (1 + 0.03 * u[1]), u[2] * (u[3] < 0.5),
+                          u[2] * (u[3] > 0.7)), bar
+
+    @jax.jit
+    def generated(state0):
+        def body(carry, t):
+            state, sums = carry
+            state, info = dyn.step(params, state, *inputs(jax.random.fold_in(jax.random.PRNGKey(1), t), state.mark))
+            if mode == "summary":
+                return (state, add_step(sums, info)), None
+            return (state, sums), info
+
+        (_, sums), infos = jax.lax.scan(body, (state0, start_path((B,), jnp.float32)), jnp.arange(T))
+        return finish_path(sums) if mode == "summary" else infos
+
+    if mode == "summary-stored":
+        steps = jax.jit(lambda k: jax.vmap(lambda t: inputs(jax.random.fold_in(k, t), mark0))(jnp.arange(T)))
+        actions, bars = block(steps(jax.random.PRNGKey(1)))
+        block(simulate_stats(params, state0, actions, bars))
+    else:
+        block(generated(state0))
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM, which `exec` resets; `ru_maxrss` keeps the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_section(quick: bool) -> dict:
+    """Peak RSS of each memory mode at T = 256 and T = 4096, each in its own subprocess."""
+    Ts = (64, 1024) if quick else (256, 4096)
+    print(f"\n== memory: peak RSS at B x N = {MEMORY_SHAPE[0]} x {MEMORY_SHAPE[1]}, T = {Ts[0]} vs {Ts[1]} "
+          "(one subprocess each) ==", flush=True)
+    out = {}
+    for mode in ("summary", "full", "summary-stored"):
+        for T in Ts:
+            res = subprocess.run([sys.executable, __file__, "--memory-child", f"{mode}:{T}"], capture_output=True,
+                                 text=True, check=True)
+            out[(mode, T)] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+        ratio = out[(mode, Ts[1])] / out[(mode, Ts[0])]
+        print(f"   {mode:<16} T={Ts[0]}: {out[(mode, Ts[0])]:8.0f} MB   T={Ts[1]}: {out[(mode, Ts[1])]:8.0f} MB   "
+              f"ratio {ratio:.2f}", flush=True)
+    return {"Ts": Ts, "rss": out}
+
+
+def sweep_section(quick: bool, reps: int, budget: float, ms_single: float | None) -> dict:
+    """K market configurations (maker fee x stock leverage cap) vmapped over one summary-only simulation."""
+    K, (T, B, N, nc, seed) = (8, QUICK["b"]) if quick else (256, WORKLOADS["b"])
+    w = make_workload("b", T, B, N, nc, seed)
+    p, s0, a, b = ndjax_inputs(w, Rules())
+    fees = jnp.linspace(0.0, 0.003, K)
+    levs = jnp.tile(jnp.array([1.0, 1.25, 1.5, 2.0]), K // 4 + 1)[:K]
+
+    @jax.jit
+    def sweep(fees, levs):
+        one = lambda f, m: simulate_stats(p.replace(maker_fee=f, stock_max_leverage=m), s0, a, b)  # noqa: E731
+        return jax.vmap(one)(fees, levs)
+
+    print(f"\n== sweep: K = {K} configurations x {B} pf x {N} assets x {T} d, summary-only "
+          f"({K * w.asset_steps:,} asset-steps) ==", flush=True)
+    compiled, c_ms = compile_jit(sweep, fees, levs)
+    out = block(compiled(fees, levs))
+    one = block(simulate_stats(p.replace(maker_fee=fees[3], stock_max_leverage=levs[3]), s0, a, b))
+    err = rel_err_pointwise(out.final_equity[3], one.final_equity)
+    ms, n = bench(lambda: block(compiled(fees, levs)), max(2, reps // 5), budget, min_repeats=2)
+    res = dict(K=K, ms=ms, n=n, compile_ms=c_ms, steps_s=K * w.asset_steps / (ms / 1e3), configs_s=K / (ms / 1e3),
+               vs_loop=(K * ms_single / ms) if ms_single else None, err=err)
+    print(f"   {ms:10.1f} ms (n={n}, compile {c_ms:.0f} ms)  {res['steps_s']:.3g} asset-steps/s  "
+          f"{res['configs_s']:.1f} configs/s  config 3 = its own run: {err:.1e}"
+          + (f"  {res['vs_loop']:.2f}x faster than K single summary runs" if ms_single else ""), flush=True)
+    return res
+
+
+def targets(rows: list, memory: dict | None, sweep: dict | None) -> None:
+    """The issue's targets, from the rows of this run."""
+    def find(wl, impl, mode="fwd"):
+        return next((r for r in rows if r["wl"] == wl and r["impl"] == impl and r["mode"] == mode), None)
+
+    print("\nTargets (ratios within this run):")
+    st, full, vbt = find("b", "ndjax summary-only"), find("b", "ndjax full StepInfo"), find("b", "vectorbt from_orders")
+    if st:
+        print(f"  (b) summary-only: {st['steps_s'] / 1e6:.0f} M asset-steps/s (target >= 300 M): "
+              f"{'MET' if st['steps_s'] >= 300e6 else 'missed'}")
+    if st and vbt:
+        r = vbt["ms"] / st["ms"]
+        print(f"  (b) vectorbt / summary-only: {r:.1f}x (target >= 100x): {'MET' if r >= 100 else 'missed'}")
+    if full and vbt:
+        r = vbt["ms"] / full["ms"]
+        print(f"  (b) vectorbt / full record: {r:.1f}x (target >= 30x): {'MET' if r >= 30 else 'missed'}")
+    for mode, nd in (("fwd", "ndjax Sortino objective"), ("fwd+bwd", "ndjax jax.grad")):
+        peer = "torch Sortino objective" if mode == "fwd" else "torch eager loop"
+        t_, n_ = find("a", peer, mode), find("a", nd, mode)
+        if t_ and n_:
+            r = t_["ms"] / n_["ms"]
+            print(f"  (a) torch / ndjax Sortino {mode}: {r:.0f}x (target >= 150x): {'MET' if r >= 150 else 'missed'}")
+    t_, n_ = find("a", "torch eager loop"), find("a", "ndjax full StepInfo")
+    if t_ and n_:
+        print(f"  (a) torch hard fwd / ndjax full StepInfo fwd (the earlier table's ratio): {t_['ms'] / n_['ms']:.0f}x")
+    if memory:
+        lo, hi = memory["Ts"]
+        for mode in ("summary", "full", "summary-stored"):
+            r = memory["rss"][(mode, hi)] / memory["rss"][(mode, lo)]
+            tail = f" (target <= 1.5): {'MET' if r <= 1.5 else 'missed'}" if mode == "summary" else ""
+            print(f"  memory {mode}: peak RSS T={hi} / T={lo} = {r:.2f}{tail}")
+    if sweep:
+        print(f"  sweep K={sweep['K']}: {sweep['steps_s'] / 1e6:.0f} M asset-steps/s, "
+              f"{sweep['configs_s']:.1f} configs/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shapes, few repeats (smoke run)")
     ap.add_argument("--only", default="a,b,c", help="comma list of workloads")
-    ap.add_argument("--skip", default="", help="comma list to skip: torch,vectorbt,numpy,variants")
+    ap.add_argument("--skip", default="", help="comma list to skip: torch,vectorbt,numpy,variants,memory,sweep")
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=None, help="max timed repeats per cell (after warm-up)")
     ap.add_argument("--budget", type=float, default=None, help="seconds per cell before stopping at >= 3 repeats")
     args = ap.parse_args()
+    if args.memory_child:
+        mode, T = args.memory_child.split(":")
+        memory_child(mode, int(T))
+        return
     args.skip = {s for s in args.skip.split(",") if s}
     args.repeats = args.repeats or (3 if args.quick else 15)
     args.budget = args.budget or (0.5 if args.quick else 4.0)
@@ -334,6 +510,10 @@ def main() -> None:
         T, B, N, nc, seed = shapes[key]
         run_workload(key, make_workload(key, T, B, N, nc, seed), args, bw, rows, checks)
 
+    single = next((r["ms"] for r in rows if r["wl"] == "b" and r["impl"] == "ndjax summary-only"), None)
+    sweep = None if "sweep" in args.skip else sweep_section(args.quick, args.repeats, args.budget, single)
+    memory = None if "memory" in args.skip else memory_section(args.quick)
+
     print("\nEquality checks (relative; equity pointwise max|x-ref|/|ref|, gradients max|dg|/max|g|):")
     for key, what, err in checks:
         print(f"  ({key}) {what:<66} {err:.2e}")
@@ -350,6 +530,7 @@ def main() -> None:
     print("\npeer / ndjax: peer median ms over ndjax median ms (fwd rows vs 'ndjax full StepInfo', fwd+bwd rows vs "
           "'ndjax jax.grad'); the torch fwd row also gives the ratio against 'ndjax equity+returns', the outputs the "
           "torch loop produces; x bw floor: median ms over the bandwidth-floor ms (1.0 = at the floor).")
+    targets(rows, memory, sweep)
     print(f"total wall time {time.perf_counter() - t_start:.1f} s")
 
 

@@ -12,6 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ndjax"
 LAYERS: dict[str, int] = {
     # the library's errors, then the transition and what it is made of
     "ndjax.errors": -1, "ndjax.assets": 0, "ndjax.market_rules": 0, "ndjax.probe": 0, "ndjax.dynamics": 1,
+    # running sums of a path: what one step adds, PathStats from the sums
+    "ndjax.stats_scan": 2,
     # data: calendar -> container -> loading, features, synthetic markets, splits -> sources, device arrays
     "ndjax.data.calendar": 2, "ndjax.data.market": 3, "ndjax.data.loading": 4, "ndjax.data.features": 4,
     "ndjax.data.synthetic": 4, "ndjax.data.splits": 4, "ndjax.data.source": 5, "ndjax.data.arrays": 5,

@@ -23,10 +23,11 @@ from flax import nnx
 
 from ndjax.data.arrays import MarketArrays, drift_free, sample_window
 from ndjax.errors import ConfigError
-from ndjax.loss import evaluate_returns
+from ndjax.loss import evaluate_returns, evaluate_sums
 from ndjax.metrics import path_stats
 from ndjax.policy import create
-from ndjax.sim import simulate_policy
+from ndjax.sim import simulate_policy, simulate_policy_sums
+from ndjax.stats_scan import finish_path
 from ndjax.train.config import HParams, TrainConfig, market_params
 
 
@@ -156,10 +157,13 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         return ts._replace(params=params, opt_state=opt_state, key=key, step=ts.step + 1), metrics
 
     def validate(params, hp: HParams) -> dict:
+        # summary-only: the scan carries the running sums; the score is the objective of the validation
+        # returns bit for bit (`evaluate_sums` of the sums `return_sums` would fold over them)
         mp = market_params(hp, val_arrays.is_crypto, "hard", cfg.interest, cfg.margin_call)
-        _, infos = simulate_policy(graphdef, params, val_arrays, mp, L, cfg.initial_cash)
-        score = evaluate_returns(infos.returns, cfg.objective, P, hp.return_weight, hp.risk_aversion)
-        return dict(path_metrics(infos, P), score=score)
+        sums = simulate_policy_sums(graphdef, params, val_arrays, mp, L, cfg.initial_cash)
+        score = evaluate_sums(sums.returns, cfg.objective, P, hp.return_weight, hp.risk_aversion)
+        stats = finish_path(sums, P)
+        return dict({name: getattr(stats, name) for name in TRAIN_METRICS}, score=score)
 
     def init(key: jax.Array, hp: HParams) -> TrainState:
         return init_train_state(cfg, hp, key)
