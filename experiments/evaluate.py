@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      "default: the run's symbols")
     p.add_argument("--start", help="first date; the book starts flat at this row's close (default: the test split)")
     p.add_argument("--end", help="last date (default: the test split's end, or the data's end with --data-dir/--start)")
+    p.add_argument("--repair", action="store_true", help="drop bad rows of the data (listed in a warning) instead "
+                                                              "of stopping at the first")
     p.add_argument("--initial-cash", type=float, help="starting cash (default: the run's initial_cash)")
     p.add_argument("--out", help="folder for the outputs (default: the run folder)")
     p.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
         result = evaluate_run(run, args.out or run.path, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
                               start=args.start, end=args.end,
                               initial_cash=args.initial_cash, variants=variants, rows=not args.no_rows,
-                              sortino_gap=args.lag_sortino_gap, return_gap=args.lag_return_gap)
+                              sortino_gap=args.lag_sortino_gap, return_gap=args.lag_return_gap,
+                              repair=args.repair or None)
     except ValueError as e:
         raise SystemExit(f"evaluate: {e}") from None
     print(result["text"])

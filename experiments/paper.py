@@ -48,11 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
     p.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
                                      "default: the run's symbols")
-    p.add_argument("--ledger", required=True, help="SQLite ledger file (created on first use)")
+    p.add_argument("--ledger", required=True, help="SQLite ledger file (a new one needs --new)")
+    p.add_argument("--new", action="store_true", help="start a new ledger at --ledger (a missing or empty file)")
+    p.add_argument("--repair", action="store_true", help="drop bad rows of the data (listed in a warning) instead "
+                                                         "of stopping at the first")
     p.add_argument("--broker", choices=["sim", "alpaca"], default="sim")
     p.add_argument("--equity", type=_equity, help=f"starting equity of a new ledger (default {DEFAULT_EQUITY:g}); an "
                    "existing ledger keeps its own and refuses another. 'broker': start from the real broker's cash")
-    p.add_argument("--start", help="first day of a new ledger (default: continue from the ledger's last day)")
+    p.add_argument("--start", help="first day of a new ledger (default: continue from the ledger's last day); on an "
+                                   "existing ledger it must be the ledger's first day")
     p.add_argument("--through", help="last day to run (default: the data's last row)")
     c = p.add_argument_group("risk controls")
     c.add_argument("--ramp-days", type=int, default=CONTROLS.ramp_days,
@@ -91,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None):
     args = parse_args(argv)
+    session = None
     try:
         retrain = (RetrainPolicy(every=args.retrain_every, steps=args.retrain_steps, val_days=args.retrain_val_days,
                                  data_dir=args.data_dir) if args.retrain_every else None)
@@ -102,12 +107,17 @@ def main(argv: list[str] | None = None):
         adopt = args.equity == "broker"
         session = open_session(args.run, args.ledger, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
                                broker=args.broker, equity=None if adopt else args.equity, adopt_account=adopt,
-                               config=config, out=args.out, alpaca=alpaca if args.broker == "alpaca" else None)
+                               config=config, out=args.out, alpaca=alpaca if args.broker == "alpaca" else None,
+                               new=args.new, repair=args.repair or None)
         if args.resume_buys:
             print(f"buys resumed from {session.resume_buys()}", file=sys.stderr)
         result = paper_trade(session, start=args.start, through=args.through, rows=not args.no_rows)
     except ValueError as e:  # LedgerError, BrokerError, RunError, DataError: one line naming the file or order
         raise SystemExit("paper: " + " ".join(str(e).split())) from None
+    except KeyboardInterrupt:
+        if session is None:
+            raise SystemExit("paper: interrupted before the ledger was opened; it is unchanged") from None
+        raise SystemExit(f"paper: interrupted; the ledger is at {session.ledger.last_date() or 'no day yet'}") from None
     if result.text:
         print(result.text)
     print(f"\n{result.recorded} day(s) recorded; the ledger ends on {result.last_date}; wrote {result.out}/"

@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
     p.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
                                      "default: the run's symbols")
+    p.add_argument("--repair", action="store_true", help="drop bad rows of the data (listed in a warning) instead "
+                                                              "of stopping at the first")
     p.add_argument("--equity", type=float, help="account equity (all cash unless --positions)")
     p.add_argument("--positions", help="CSV or JSON of symbol,quantity (+ CASH); see above")
     p.add_argument("--as-of", help="plan from the last row on or before this date (default: the last row)")
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = plan_next_day(run, args.out or run.path, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
                                equity=args.equity,
                                positions=args.positions, as_of=args.as_of, max_stale_days=args.max_stale_days,
-                               whole_shares=args.whole_shares)
+                               whole_shares=args.whole_shares, repair=args.repair or None)
     except ValueError as e:
         raise SystemExit(f"plan: {e}") from None
     print(format_plan(result))

@@ -112,3 +112,19 @@ def parse_symbols(text: str | None) -> list[str] | str | None:
         return None if text is None else "all"
     return [s.strip() for s in text.split(",") if s.strip()]
 
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> dict[str, Any]:
+    """The flags written on the command line `argv` (default `sys.argv[1:]`), dest -> parsed value, without the
+    defaults of those left out (what `--resume` compares with a stored run)."""
+    actions = [(a, a.default) for a in parser._actions]
+    defaults = dict(parser._defaults)
+    try:
+        for a, _ in actions:
+            a.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        return vars(parser.parse_args(argv))
+    finally:
+        for a, default in actions:
+            a.default = default
+        parser._defaults.update(defaults)

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from flax import struct
 
-from ndjax.dynamics import MarketParams
+from ndjax.dynamics import INTEREST_MODES, MarketParams
 from ndjax.policy import PolicyConfig
 
 _MARKET = {f.name: f.default for f in dataclasses.fields(MarketParams)}
@@ -42,6 +42,9 @@ class HParams:
 
     def check(self) -> HParams:
         """Raise `ValueError` naming the field if the market rules are invalid (for every entry of a stacked sweep)."""
+        if np.any(np.asarray(self.maker_fee) >= 1):
+            raise ValueError(f"HParams.maker_fee (--maker-fee): {self.maker_fee} is 100 % or more of the notional; "
+                             "must be < 1")
         MarketParams(is_crypto=np.zeros(1, bool), fill_temperature=self.fill_temperature,
                      **{k: np.asarray(getattr(self, k), np.float64) for k in MARKET_RULES})
         if np.any(np.asarray(self.learning_rate) <= 0):
@@ -76,6 +79,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.fill not in ("soft", "ste", "hard"):
             raise ValueError(f"TrainConfig.fill: unknown {self.fill!r}; train with 'soft' or 'ste'")
+        if self.interest not in INTEREST_MODES:
+            raise ValueError(f"TrainConfig.interest: unknown {self.interest!r}; expected one of {INTEREST_MODES}")
+        for name in ("steps", "eval_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} (--{name.replace('_', '-')}): must be a whole number >= 1, "
+                                 f"got {getattr(self, name)}")
+        if not np.isfinite(self.initial_cash) or self.initial_cash <= 0:
+            raise ValueError(f"TrainConfig.initial_cash (--initial-cash): must be > 0, got {self.initial_cash}")
         if self.steps % self.eval_every:
             raise ValueError(f"TrainConfig.steps: {self.steps} is not a multiple of eval_every={self.eval_every}")
         if self.window < 2 or self.batch_size < 1:
