@@ -2,11 +2,11 @@
 Alpaca's paper (or, with --live, real) account.
 
     python experiments/paper.py --run runs/NAME --data-dir ../shared/data/daily --ledger paper/book.db \\
-        --broker sim --equity 25000 --start 2025-07-01 --through 2025-10-01
+        --broker sim --equity 25000 --start 2025-07-01 --through 2025-10-01 --new
     python experiments/paper.py --run runs/NAME --ledger paper/book.db --broker sim --through 2025-11-01   # continue
     python experiments/paper.py --run runs/NAME --ledger paper/book.db --resume-buys                       # lift a halt
     APCA_API_KEY_ID=... APCA_API_SECRET_KEY=... python experiments/paper.py --run runs/NAME --data-dir D \\
-        --ledger live.db --broker alpaca --equity broker --through 2026-11-24   # start from the account's cash
+        --ledger live.db --broker alpaca --equity broker --through 2026-11-24 --new   # from the account's cash
 
 Each cycle (one SQLite transaction) reconciles yesterday's orders, updates the book, decides and sizes tomorrow's
 orders with the transition's own sizing, records and submits them. Re-running a recorded day changes nothing.
