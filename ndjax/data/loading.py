@@ -185,7 +185,8 @@ def _read_series(
     # Duplicates among otherwise good rows: the first occurrence in file order is kept.
     good = np.flatnonzero(~bad)
     by_day = good[np.argsort(days[good], kind="stable")]
-    new_day = np.r_[True, days[by_day][1:] != days[by_day][:-1]]
+    new_day = np.ones(by_day.size, dtype=bool)  # (an empty file of bad rows too)
+    new_day[1:] = days[by_day][1:] != days[by_day][:-1]
     first = by_day[np.maximum.accumulate(np.where(new_day, np.arange(by_day.size), 0))]
     dup, first_of = by_day[~new_day], dict(zip(by_day[~new_day].tolist(), first[~new_day].tolist()))
     flag(np.isin(np.arange(n), dup), lambda i: f"duplicate date (same day as data row {first_of[i] + 1})")
