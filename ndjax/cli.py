@@ -34,6 +34,8 @@ HELP: Mapping[str, str] = {
     "leverage_fee_rate": "annual interest on leverage", "day_count": "days per year of that rate (360 at Alpaca)",
     "maintenance_margin": "stock maintenance margin",
     "liquidation_slippage": "price concession of a forced sale",
+    "repair": "drop bad rows of the data (listed in a warning) instead of stopping at the first",
+    "max_move": "an open or close beyond this many times (or below 1/this of) the previous close is a bad row",
 }
 
 
