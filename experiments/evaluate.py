@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
         result = evaluate_run(run, args.out or run.path, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
                               start=args.start, end=args.end,
                               initial_cash=args.initial_cash, variants=variants, rows=not args.no_rows,
-                              sortino_gap=args.lag_sortino_gap, return_gap=args.lag_return_gap)
+                              sortino_gap=args.lag_sortino_gap, return_gap=args.lag_return_gap,
+                              repair=args.repair or None)
     except NdjaxError as e:
         raise SystemExit(one_line("evaluate", e)) from None
     print(result["text"])

@@ -2,11 +2,11 @@
 Alpaca's paper (or, with --live, real) account.
 
     python experiments/paper.py --run runs/NAME --data-dir ../shared/data/daily --ledger paper/book.db \\
-        --broker sim --equity 25000 --start 2025-07-01 --through 2025-10-01
+        --broker sim --equity 25000 --start 2025-07-01 --through 2025-10-01 --new
     python experiments/paper.py --run runs/NAME --ledger paper/book.db --broker sim --through 2025-11-01   # continue
     python experiments/paper.py --run runs/NAME --ledger paper/book.db --resume-buys                       # lift a halt
     APCA_API_KEY_ID=... APCA_API_SECRET_KEY=... python experiments/paper.py --run runs/NAME --data-dir D \\
-        --ledger live.db --broker alpaca --equity broker --through 2026-11-24   # start from the account's cash
+        --ledger live.db --broker alpaca --equity broker --through 2026-11-24 --new   # from the account's cash
 
 Each cycle (one SQLite transaction) reconciles yesterday's orders, updates the book, decides and sizes tomorrow's
 orders with the transition's own sizing, records and submits them. Re-running a recorded day changes nothing.
@@ -46,11 +46,13 @@ def _equity(text: str) -> float | str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_flags(p, run_help=" (the first champion)")
-    p.add_argument("--ledger", required=True, help="SQLite ledger file (created on first use)")
+    p.add_argument("--ledger", required=True, help="SQLite ledger file (a new one needs --new)")
+    p.add_argument("--new", action="store_true", help="start a new ledger at --ledger (a missing or empty file)")
     p.add_argument("--broker", choices=["sim", "alpaca"], default="sim")
     p.add_argument("--equity", type=_equity, help=f"starting equity of a new ledger (default {DEFAULT_EQUITY:g}); an "
                    "existing ledger keeps its own and refuses another. 'broker': start from the real broker's cash")
-    p.add_argument("--start", help="first day of a new ledger (default: continue from the ledger's last day)")
+    p.add_argument("--start", help="first day of a new ledger (default: continue from the ledger's last day); on an "
+                                   "existing ledger it must be the ledger's first day")
     p.add_argument("--through", help="last day to run (default: the data's last row)")
     c = p.add_argument_group("risk controls")
     c.add_argument("--ramp-days", type=int, default=CONTROLS.ramp_days,
@@ -89,6 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None):
     args = parse_args(argv)
+    session = None
     try:
         retrain = (RetrainPolicy(every=args.retrain_every, steps=args.retrain_steps, val_days=args.retrain_val_days,
                                  data_dir=args.data_dir) if args.retrain_every else None)
@@ -100,12 +103,17 @@ def main(argv: list[str] | None = None):
         adopt = args.equity == "broker"
         session = open_session(args.run, args.ledger, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
                                broker=args.broker, equity=None if adopt else args.equity, adopt_account=adopt,
-                               config=config, out=args.out, alpaca=alpaca if args.broker == "alpaca" else None)
+                               config=config, out=args.out, alpaca=alpaca if args.broker == "alpaca" else None,
+                               new=args.new, repair=args.repair or None)
         if args.resume_buys:
             print(f"buys resumed from {session.resume_buys()}", file=sys.stderr)
         result = paper_trade(session, start=args.start, through=args.through, rows=not args.no_rows)
     except NdjaxError as e:
         raise SystemExit(one_line("paper", e)) from None
+    except KeyboardInterrupt:
+        if session is None:
+            raise SystemExit("paper: interrupted before the ledger was opened; it is unchanged") from None
+        raise SystemExit(f"paper: interrupted; the ledger is at {session.ledger.last_date() or 'no day yet'}") from None
     if result.text:
         print(result.text)
     print(f"\n{result.recorded} day(s) recorded; the ledger ends on {result.last_date}; wrote {result.out}/"

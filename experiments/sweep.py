@@ -62,9 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s = p.add_argument_group("search (traced HParams: comma list, or lo:hi for --search random)")
     add_grid_fields(s, HParams)
     s.add_argument("--search", choices=["grid", "random"], default="grid")
-    s.add_argument("--n", type=int, default=8, help="configurations of a random search")
+    s.add_argument("--n", type=int, default=8, help="runs of a random search: --n configurations, each with the one "
+                   "seed of --seeds (default 0); more seeds multiply the runs")
     s.add_argument("--search-seed", type=int, default=0)
-    s.add_argument("--seeds", default="0,1", help="training seeds; every configuration runs with every seed")
+    s.add_argument("--seeds", help="training seeds; every configuration runs with every seed (default: 0,1 for a "
+                   "grid, 0 for a random search)")
     r = p.add_argument_group("run")
     r.add_argument("--max-parallel", type=int, help="runs per compiled call (default: all K)")
     r.add_argument("--out", help="output folder (default runs/sweep-<timestamp>)")
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit(one_line("sweep", e)) from None
     market, cfg, trainer = prepared.market, prepared.config.train, prepared.trainer
     a, b = prepared.train_rows, prepared.val_rows
-    seeds_in = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds_in = [int(s) for s in (args.seeds or ("0" if args.search == "random" else "0,1")).split(",") if s.strip()]
     keys, hps, seeds = with_seeds(hps, seeds_in)
     K, d = int(keys.shape[0]), n_shards()
     chunk = round_up(min(args.max_parallel or K, K), d)

@@ -21,15 +21,15 @@ import argparse
 import sys
 import time
 
-from ndjax.cli import add_fields, from_fields
+from ndjax.cli import add_fields, from_fields, given_flags
 from ndjax.data.source import MarketSource
 from ndjax.errors import NdjaxError, one_line
 from ndjax.policy import PolicyConfig
-from ndjax.runs.job import JobSpec, train_job
+from ndjax.runs.job import JobSpec, interrupted_at, resume_spec, train_job
 from ndjax.train.config import HParams, TrainConfig
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_fields(p.add_argument_group("market"), MarketSource)
     split = p.add_argument_group("date split")
@@ -41,12 +41,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=int, default=0, help="training seed")
     r.add_argument("--out", help="run folder (default runs/<timestamp>)")
-    r.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint, as "
+                   "configured in its config.json (a flag that differs from it is refused)")
     r.add_argument("--overwrite", action="store_true", help="delete the checkpoints of an earlier run in --out first")
     r.add_argument("--init-from", help="run folder whose best checkpoint initialises the policy")
     r.add_argument("--keep", type=int, default=3, help="best checkpoints to keep")
     r.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def spec_from_args(args: argparse.Namespace) -> JobSpec:
@@ -56,14 +61,18 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     out = args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        result = train_job(spec_from_args(args), out, resume=args.resume, overwrite=args.overwrite,
+        spec = resume_spec(out, given_flags(parser, argv)) if args.resume else spec_from_args(args)
+        result = train_job(spec, out, resume=args.resume, overwrite=args.overwrite,
                            init_from=args.init_from, keep=args.keep,
                            rows=not args.no_rows, log=lambda line: print(line, file=sys.stderr))
     except NdjaxError as e:
         raise SystemExit(one_line("train", e)) from None
+    except KeyboardInterrupt:
+        raise SystemExit(f"train: interrupted; {interrupted_at(out)}") from None
     print(result.text)
     print(f"\nTraining {result.train_seconds:.1f} s, total {result.total_seconds:.1f} s; wrote {out}/test_report.txt, "
           "equity.png, metrics.jsonl, checkpoints/")

@@ -12,6 +12,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ndjax.data.source import MarketSource
 from ndjax.errors import ConfigError
 
 POLICY_HELP: Mapping[str, str] = {
@@ -112,13 +113,15 @@ def grid_values(text: str, name: str) -> list[float] | tuple[float, float]:
 
 
 def add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, run_help: str = "") -> None:
-    """`--run`, `--data-dir` and `--symbols`, the flags of every script that reads a trained run (evaluate, plan,
-    paper); `run_help` adds to `--run`'s help. Read `--symbols` with `parse_symbols`."""
+    """`--run`, `--data-dir`, `--symbols` and `--repair`, the flags of every script that reads a trained run
+    (evaluate, plan, paper); `run_help` adds to `--run`'s help. Read `--symbols` with `parse_symbols`."""
     parser.add_argument("--run", required=True, help="run folder written by experiments/train.py, or a sweep's folder "
                                                      "(experiments/sweep.py --out: its best run)" + run_help)
     parser.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
     parser.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
                                           "default: the run's symbols")
+    repair = next(f for f in dataclasses.fields(MarketSource) if f.name == "repair")
+    parser.add_argument("--repair", action="store_true", help=repair.metadata["help"])
 
 
 def parse_symbols(text: str | None) -> list[str] | str | None:
@@ -127,3 +130,19 @@ def parse_symbols(text: str | None) -> list[str] | str | None:
         return None if text is None else "all"
     return [s.strip() for s in text.split(",") if s.strip()]
 
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> dict[str, Any]:
+    """The flags written on the command line `argv` (default `sys.argv[1:]`), dest -> parsed value, without the
+    defaults of those left out (what `--resume` compares with a stored run)."""
+    actions = [(a, a.default) for a in parser._actions]
+    defaults = dict(parser._defaults)
+    try:
+        for a, _ in actions:
+            a.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        return vars(parser.parse_args(argv))
+    finally:
+        for a, default in actions:
+            a.default = default
+        parser._defaults.update(defaults)

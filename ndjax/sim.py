@@ -13,7 +13,6 @@ import jax
 from flax import nnx
 
 from ndjax.data.arrays import MarketArrays
-from ndjax.errors import ConfigError
 from ndjax.dynamics import (
     Action,
     Bar,
@@ -23,6 +22,7 @@ from ndjax.dynamics import (
     init_state,
     step,
 )
+from ndjax.errors import ConfigError
 from ndjax.observation import PolicyApply, observe
 from ndjax.policy import encode, make_apply
 from ndjax.stats_scan import (

@@ -31,7 +31,8 @@ LAYERS: dict[str, int] = {
     "ndjax.runs.plan": 20,
     "ndjax.runs.job": 20, "ndjax.runs.folds": 21,
     # paper trading: the broker interface and controls -> ledger, brokers -> the cycle, its report -> retraining
-    "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,
+    "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.filelock": 21,
+    "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,
     "ndjax.paper.alpaca": 22, "ndjax.paper.cycle": 23, "ndjax.paper.report": 23, "ndjax.paper.retrain": 24,
     "ndjax.paper.trade": 24,
     # flags for the scripts in experiments/

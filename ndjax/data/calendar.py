@@ -66,12 +66,37 @@ def periods_per_year(is_crypto: Any) -> int:
     return CRYPTO_PERIODS_PER_YEAR if bool(np.any(np.asarray(is_crypto))) else STOCK_PERIODS_PER_YEAR
 
 
-def to_day(x: DateLike) -> np.datetime64:
-    """A date-like (tz-aware converted to UTC) as datetime64[D]."""
-    ts = pd.Timestamp(x)
+def to_day(x: DateLike, name: str | None = None) -> np.datetime64:
+    """A date-like (tz-aware converted to UTC) as datetime64[D]; `ValueError` naming `name` (e.g. the flag) and the
+    value when it is not a date."""
+    try:
+        ts = pd.Timestamp(x)
+        if pd.isna(ts):
+            raise ValueError("not a date")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name or 'date'}: {x!r} is not a date (expected YYYY-MM-DD; {e})") from None
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return np.datetime64(ts.date(), "D")
+
+
+def next_bar_day(dates: np.ndarray, any_crypto: bool) -> np.datetime64:
+    """The day of the bar after the last of `dates (T,)`: the next calendar day for a book with crypto, else the
+    next XNYS session."""
+    last = np.datetime64(dates[-1], "D")
+    if any_crypto:
+        return last + 1
+    sessions = xnys_sessions(last, last)
+    return sessions[np.searchsorted(sessions, last, side="right")]
+
+
+def check_reaches(dates: np.ndarray, any_crypto: bool, day: DateLike, flag: str) -> None:
+    """Raise `ValueError` naming `flag`, `day` and the data's last row when the data stops before `day`: the bar
+    after its last row is on or before `day`. `dates (T,)` datetime64[D]."""
+    want, following = to_day(day, name=flag), next_bar_day(dates, any_crypto)
+    if following <= want:
+        raise ValueError(f"{flag} {want}: the data ends on {dates[-1]}; its rows from {following} on are missing "
+                         "(newer data, or an earlier date)")
 
 
 def row_at_or_after(dates: np.ndarray, day: DateLike) -> int:

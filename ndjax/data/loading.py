@@ -5,6 +5,7 @@ Bad input raises `DataError` naming the file, the data row, its date and the pro
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from os import PathLike
@@ -15,21 +16,31 @@ import numpy as np
 import pandas as pd
 
 from ndjax.assets import asset_class_mask
-from ndjax.data.calendar import DateLike, to_day
+from ndjax.data.calendar import DateLike, is_xnys_session, to_day
 from ndjax.data.market import PRICE_COLUMNS, AssetSeries, DataError, MarketData, UnknownSymbolError, align
 
 DATE_COLUMNS = ("date", "timestamp", "open_time", "datetime", "time")
+ISO_DATE = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?"
+"""The date spellings read from text: ISO 8601, year first (with an optional time and zone)."""
+NUMERIC_DATE = r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$"
+"""Day and month in either order, then the year: read only when one order fits every row (`_day_month_order`)."""
 PRICE_RTOL = 1e-6
 """Relative tolerance for OHLC ordering; violations within it are clamped, beyond it are errors."""
 MIN_ROWS = 2
+MAX_MOVE = 20.0
+"""Default bound on a one-bar move: a bar whose open or close is more than this many times, or less than
+one this-many-th of, the previous close is implausible (an error, or dropped with `repair=True`)."""
+REPAIR_HINT = "pass --repair (repair=True) to drop such rows with a warning"
 
 
-def _parse_days(col: pd.Series) -> np.ndarray:
+def _parse_days(col: pd.Series, stock: bool = False) -> np.ndarray:
     """Dates/timestamps to UTC datetime64[D]; NaT where unparsable.
 
     Numbers are Unix epochs, unit by magnitude: < 1e11 seconds, < 1e14 ms, < 1e17 us, else ns.
-    Integers 1e7..1e8 are yyyymmdd. Strings are ISO 8601 (with or without time zone; naive means
-    UTC), falling back to pandas' parser.
+    Integers 1e7..1e8 are yyyymmdd. Strings are ISO 8601 (year first, with or without time zone; naive means
+    UTC). A column of day-month-year or month-day-year dates (`/`, `.` or `-` between them) is read in the one
+    order that gives valid, distinct dates (for a `stock`, XNYS sessions) on every row; when both orders do, the
+    column is ambiguous and every such row is NaT (reported), as is any other spelling.
     """
     num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     present = col.notna().to_numpy()
@@ -46,19 +57,67 @@ def _parse_days(col: pd.Series) -> np.ndarray:
         out[ok] = np.floor(secs[ok] / 86400.0).astype(np.int64).astype("datetime64[D]")
         return out
     text = col.astype("string").str.strip()
-    ts = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-    retry = ts.isna().to_numpy() & present
-    if retry.any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ts[retry] = pd.to_datetime(text[retry], utc=True, format="mixed", errors="coerce")
-    return ts.dt.tz_convert(None).to_numpy().astype("datetime64[D]")
+    iso = text.str.fullmatch(ISO_DATE).fillna(False).to_numpy(dtype=bool)
+    ts = pd.to_datetime(text.where(iso), utc=True, format="ISO8601", errors="coerce")
+    out = ts.dt.tz_convert(None).to_numpy().astype("datetime64[D]")
+    parts = text.str.extract(NUMERIC_DATE)
+    numeric = parts[0].notna().to_numpy()
+    if numeric.any():
+        out[numeric] = _day_month_order(parts[numeric], stock)
+    return out
+
+
+def _day_month_order(parts: pd.DataFrame, stock: bool) -> np.ndarray:
+    """Dates of `(a, b, year)` text triples read as day-month or month-day: the one order valid on every row (and
+    for a `stock`, on XNYS sessions, each day once); NaT everywhere when both orders are, or neither is."""
+    readings = []
+    for day, month in ((0, 1), (1, 0)):
+        d = pd.to_datetime(pd.DataFrame({"year": parts[2].astype(int), "month": parts[month].astype(int),
+                                         "day": parts[day].astype(int)}), errors="coerce").to_numpy()
+        d = d.astype("datetime64[D]")
+        valid = not np.isnat(d).any() and np.unique(d).size == d.size
+        if valid and stock:
+            valid = bool(is_xnys_session(d).all())
+        readings.append(d if valid else None)
+    viable = [d for d in readings if d is not None]
+    if len(viable) == 1:
+        return viable[0]
+    return np.full(len(parts), np.datetime64("NaT"), dtype="datetime64[D]")
+
+
+def _implausible_moves(order: np.ndarray, o: np.ndarray, c: np.ndarray, max_move: float) -> list[tuple[int, int]]:
+    """`(row, reference row)` for each row (in date `order`) whose open or close is beyond `max_move` times (or below
+    one `max_move`-th of) the close of the last plausible row before it; a flagged row is not a reference. Wicks
+    (high, low) are not bounded: limit orders fill at their limits, and real data holds flash-crash prints."""
+    px = np.stack([o[order], c[order]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = px[:, 1:] / c[order][:-1]
+    if not np.any((ratio > max_move) | (ratio < 1 / max_move)):
+        return []
+    out, ref = [], None
+    for i in order.tolist():
+        if ref is not None:
+            ratio = np.array([o[i], c[i]]) / c[ref]
+            if np.any(ratio > max_move) or np.any(ratio < 1 / max_move):
+                out.append((i, ref))
+                continue
+        ref = i
+    return out
+
+
+def _move_problem(i: int, j: int, days: np.ndarray, o: np.ndarray, c: np.ndarray, max_move: float) -> str:
+    prices = {"open": o[i], "close": c[i]}
+    name = max(prices, key=lambda k: max(prices[k] / c[j], c[j] / prices[k]))
+    return (f"implausible one-bar move: {name} {prices[name]:g} against the previous close {c[j]:g} (data row "
+            f"{j + 1}, {days[j]}), beyond x{max_move:g} or /{max_move:g} (max_move)")
 
 
 def _read_series(
-    file: Path, start: np.datetime64 | None, end: np.datetime64 | None, repair: bool
+    file: Path, start: np.datetime64 | None, end: np.datetime64 | None, repair: bool, stock: bool = False,
+    max_move: float = MAX_MOVE,
 ) -> tuple[AssetSeries, list[str]]:
-    """Parse, validate and (if `repair`) clean one CSV; returns the series and the dropped-row notes."""
+    """Parse, validate and (if `repair`) clean one CSV; returns the series and the dropped-row notes. A `stock`
+    bar must fall on an XNYS session; a move beyond `max_move` against the previous close is implausible."""
     try:
         df = pd.read_csv(file, skipinitialspace=True)
     except pd.errors.EmptyDataError:
@@ -79,7 +138,7 @@ def _read_series(
         raise DataError(f"{file}: missing column(s) {missing}; found {list(df.columns)}")
 
     n = len(df)
-    days = _parse_days(df[date_col])
+    days = _parse_days(df[date_col], stock)
     px = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in PRICE_COLUMNS}
     if "volume" in df.columns:
         vol = pd.to_numeric(df["volume"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -95,9 +154,19 @@ def _read_series(
 
     def date_problem(i: int) -> str:
         raw = df[date_col].iloc[i]
-        return f"missing {date_col}" if pd.isna(raw) else f"unparsable {date_col} {raw!r}"
+        if pd.isna(raw):
+            return f"missing {date_col}"
+        if re.match(NUMERIC_DATE, str(raw).strip()):
+            return (f"ambiguous {date_col} {raw!r}: day-month-year and month-day-year do not give exactly one valid "
+                    "reading of the column (write ISO dates YYYY-MM-DD)")
+        return f"unparsable {date_col} {raw!r} (expected an ISO date YYYY-MM-DD or a Unix timestamp)"
 
     flag(np.isnat(days), date_problem)
+    if stock:
+        dated = np.flatnonzero(~np.isnat(days))
+        closed = dated[~is_xnys_session(days[dated])]
+        flag(np.isin(np.arange(n), closed), lambda i: f"{date_col} {df[date_col].iloc[i]!r} is {days[i]}, not an XNYS "
+                                                      "session (a stock bar on a day the market was closed)")
     for name, v in px.items():
         flag(~np.isfinite(v), lambda i, name=name: f"{name} is NaN/inf/non-numeric ({df[name].iloc[i]!r})")
         flag(np.isfinite(v) & (v <= 0), lambda i, name=name, v=v: f"non-positive {name} ({v[i]:g})")
@@ -116,11 +185,15 @@ def _read_series(
     # Duplicates among otherwise good rows: the first occurrence in file order is kept.
     good = np.flatnonzero(~bad)
     by_day = good[np.argsort(days[good], kind="stable")]
-    new_day = np.r_[True, days[by_day][1:] != days[by_day][:-1]]
+    new_day = np.ones(by_day.size, dtype=bool)  # (an empty file of bad rows too)
+    new_day[1:] = days[by_day][1:] != days[by_day][:-1]
     first = by_day[np.maximum.accumulate(np.where(new_day, np.arange(by_day.size), 0))]
     dup, first_of = by_day[~new_day], dict(zip(by_day[~new_day].tolist(), first[~new_day].tolist()))
     flag(np.isin(np.arange(n), dup), lambda i: f"duplicate date (same day as data row {first_of[i] + 1})")
     bad[dup] = True
+    for i, j in _implausible_moves(np.flatnonzero(~bad)[np.argsort(days[~bad], kind="stable")], o, c, max_move):
+        flag(np.arange(n) == i, lambda i, j=j: _move_problem(i, j, days, o, c, max_move))
+        bad[i] = True
 
     def where(i: int) -> str:
         d = "" if np.isnat(days[i]) else f" ({days[i]})"
@@ -130,8 +203,8 @@ def _read_series(
     if problems:
         rows = sorted(problems)
         if not repair:
-            more = f" [and {len(rows) - 1} more bad row(s); repair=True drops them]" if len(rows) > 1 else ""
-            raise DataError(f"{where(rows[0])}: {'; '.join(problems[rows[0]])}{more}")
+            more = f" [and {len(rows) - 1} more bad row(s)]" if len(rows) > 1 else ""
+            raise DataError(f"{where(rows[0])}: {'; '.join(problems[rows[0]])}{more}; {REPAIR_HINT}")
         notes = [f"{where(i)}: {'; '.join(problems[i])}" for i in rows]
     keep = ~bad
     if keep.sum() < MIN_ROWS:
@@ -201,6 +274,7 @@ def load_daily(
     start: DateLike | None = None,
     end: DateLike | None = None,
     repair: bool = False,
+    max_move: float = MAX_MOVE,
 ) -> MarketData:
     """Load one-CSV-per-symbol daily bars (symbol = file stem) and align them on their union calendar.
 
@@ -214,7 +288,9 @@ def load_daily(
     until its first bar. Bad rows raise `DataError`, or with `repair=True` are dropped with one
     warning listing them; messages name the file, the 1-based data row (header and blank lines not
     counted), its date and the problem. OHLC ordering violations within `PRICE_RTOL` are clamped
-    silently (high/low widened to cover open/close).
+    silently (high/low widened to cover open/close). Bad rows include dates that are not ISO 8601 or Unix
+    timestamps (DD/MM and MM/DD are ambiguous), stock bars on a day that is not an XNYS session, and bars
+    with an open or close beyond `max_move` times (or below one `max_move`-th of) the previous close.
     """
     files = _list_files(path)
     by_symbol: dict[str, Path] = {}
@@ -231,8 +307,10 @@ def load_daily(
             raise DataError(f"load_daily: duplicate symbols in {symbols}")
     else:
         symbols = list(by_symbol)
-    start_day = None if start is None else to_day(start)
-    end_day = None if end is None else to_day(end)
+    start_day = None if start is None else to_day(start, name="start")
+    end_day = None if end is None else to_day(end, name="end")
+    if not max_move > 1:
+        raise DataError(f"load_daily: max_move must be > 1, got {max_move}")
     if start_day is not None and end_day is not None and end_day < start_day:
         raise DataError(f"load_daily: end {end_day} is before start {start_day}")
     try:
@@ -241,8 +319,8 @@ def load_daily(
         raise DataError(str(e)) from None
 
     series, notes = [], []
-    for s in symbols:
-        ser, dropped = _read_series(by_symbol[s], start_day, end_day, repair)
+    for i, s in enumerate(symbols):
+        ser, dropped = _read_series(by_symbol[s], start_day, end_day, repair, not is_crypto[i], max_move)
         series.append(ser)
         notes.extend(dropped)
     if notes:

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ndjax.data.loading import load_daily
+from ndjax.data.calendar import to_day
+from ndjax.data.loading import MAX_MOVE, load_daily
 from ndjax.data.market import MarketData
 from ndjax.data.synthetic import SyntheticTruth, synthetic_market_with_truth
 from ndjax.errors import ConfigError
@@ -38,18 +39,39 @@ class MarketSource:
                                  "< 0 reverts)")
     n_stocks: int = _option(4, "stocks in the synthetic market")
     n_crypto: int = _option(2, "crypto assets in the synthetic market")
+    repair: bool = _option(False, "drop bad rows of the data (listed in a warning) instead of stopping at the first")
+    max_move: float = _option(MAX_MOVE, "an open or close beyond this many times (or below 1/this of) the previous "
+                                        "close is a bad row")
+
+    def check(self) -> MarketSource:
+        """Raise `ConfigError` naming the flag for a date that is not one, an end before the start, or a synthetic
+        market of no days or assets; reads nothing."""
+        days = {k: to_day(getattr(self, k), name=f"--{k}") for k in ("start", "end") if getattr(self, k) is not None}
+        if len(days) == 2 and days["end"] < days["start"]:
+            raise ConfigError(f"--end {self.end} is before --start {self.start}")
+        if self.max_move <= 1:
+            raise ConfigError(f"--max-move: must be > 1 (a bound on a one-bar price ratio), got {self.max_move}")
+        if self.synthetic and (self.synthetic_days < 2 or self.n_stocks < 0 or self.n_crypto < 0
+                               or self.n_stocks + self.n_crypto < 1):
+            raise ConfigError(f"synthetic market: --synthetic-days {self.synthetic_days} must be >= 2 and --n-stocks "
+                              f"{self.n_stocks} + --n-crypto {self.n_crypto} >= 1")
+        return self
 
     @property
     def synthetic(self) -> bool:
         return self.data_dir is None
 
-    def load(self, *, data_dir: str | Path | None = None, symbols: Any = None, end: Any = None) -> MarketData:
-        """The market; `data_dir`, `symbols` and `end` override the stored ones (newer data, another universe)."""
+    def load(self, *, data_dir: str | Path | None = None, symbols: Any = None, end: Any = None,
+             to_last_row: bool = False, repair: bool | None = None) -> MarketData:
+        """The market; `data_dir`, `symbols`, `end` and `repair` override the stored ones (newer data, another
+        universe). `to_last_row` reads past the stored `end` to the data's last row (or to `end`): the stored end
+        bounds training only."""
         folder = data_dir if data_dir is not None else self.data_dir
-        last = end if end is not None else self.end
+        last = end if end is not None or to_last_row else self.end
         if folder is not None:
             chosen = symbols if symbols is not None else self.symbols
-            return load_daily(folder, symbols=None if chosen is None else list(chosen), start=self.start, end=last)
+            return load_daily(folder, symbols=None if chosen is None else list(chosen), start=self.start, end=last,
+                              repair=self.repair if repair is None else repair, max_move=self.max_move)
         market, _ = self._synthetic()
         return market.slice_dates(self.start, last) if (self.start or last) else market
 

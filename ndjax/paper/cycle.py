@@ -371,6 +371,8 @@ class PaperSession:
         last = self.ledger.last_date()
         if last is None:
             raise LedgerError(f"{self.ledger.path}: nothing to resume: the ledger is empty")
+        if not self.ledger.halted():
+            raise LedgerError(f"{self.ledger.path}: buys are not halted (last day {last}); nothing to resume")
         with self.ledger.cycle():
             self.ledger.record_event(last, "resume", note)
         return last

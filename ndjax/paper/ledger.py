@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from ndjax.data.calendar import next_bar_day, row_at_or_after, to_day
 from ndjax.errors import NdjaxError
 from ndjax.paper.broker import TERMINAL_STATUSES, Book, Fill, Order, OrderStatus
+from ndjax.paper.filelock import FileLocked, lock, unlock
 from ndjax.probe import ProbeState
 
 FORMAT = "ndjax-ledger/2"
@@ -70,6 +72,11 @@ class LedgerIdentity:
     broker: str
     initial_equity: float | None = None
 
+    def __post_init__(self) -> None:
+        e = self.initial_equity
+        if e is not None and not (np.isfinite(e) and e > 0):
+            raise LedgerError(f"--equity: a ledger's starting equity must be a positive amount, got {e:g}")
+
     def as_meta(self) -> dict[str, str]:
         equity = DEFAULT_EQUITY if self.initial_equity is None else self.initial_equity
         return {"format": FORMAT, "symbols": json.dumps(list(self.symbols)),
@@ -89,24 +96,44 @@ class Ledger:
         self.path, self.conn, self.identity, self.ledger_id = path, conn, identity, ledger_id
 
     @classmethod
-    def open(cls, path: str | Path, identity: LedgerIdentity) -> Ledger:
-        """Open `path`, creating it for `identity` if it does not exist; an existing ledger must match it (a
-        starting equity of None matches any; a ledger with no day recorded yet takes the one given)."""
+    def open(cls, path: str | Path, identity: LedgerIdentity, *, new: bool | None = None) -> Ledger:
+        """Open `path`, creating it for `identity` if it does not exist or is empty (0 bytes); `new` True: it must be
+        such a file (or a ledger with no day yet), False: it must be a ledger already, None: either;
+        an existing ledger must match it (a starting equity of None matches any; a ledger with no day recorded yet
+        takes the one given). The file stays locked against other processes until `close()`; one another process
+        holds, or one that is corrupt, raises `LedgerError` naming it."""
         path = Path(path)
-        fresh = not path.exists()
+        fresh = not path.exists() or path.stat().st_size == 0
+        if fresh and new is False:
+            raise LedgerError(f"{path}: {'no such ledger' if not path.exists() else 'an empty (0-byte) file'}; pass "
+                              "--new to start a ledger there")
+        try:
+            lock(path)
+        except FileLocked as e:
+            raise LedgerError(f"{path}: {e}") from None
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
             conn.execute("PRAGMA foreign_keys = ON")
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            damage = [] if fresh else [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
         except sqlite3.OperationalError as e:
+            unlock(path)
             raise _error(path, e) from None
         except sqlite3.DatabaseError as e:
-            raise LedgerError(f"{path}: not an SQLite database ({e})") from None
+            unlock(path)
+            raise LedgerError(f"{path}: not an SQLite database, or a corrupt one ({e}); restore it from a backup or "
+                              "use another ledger file") from None
         ledger = cls(path, conn, identity, "")
         try:
+            if damage != ["ok"] and not fresh:
+                raise LedgerError(f"{path}: corrupt ledger ({'; '.join(damage)}); restore it from a backup or use "
+                                  "another ledger file")
             ledger._check(None if fresh else tables, identity)
+            if new and ledger.last_date() is not None:
+                raise LedgerError(f"{path}: --new, but this ledger holds days {ledger.days()[0]['date']} .. "
+                                  f"{ledger.last_date()}; leave --new out to continue it, or use another file")
         except BaseException:
-            conn.close()
+            ledger.close()
             raise
         return ledger
 
@@ -150,14 +177,21 @@ class Ledger:
         return f"ndjax-{self.ledger_id}-"
 
     def close(self) -> None:
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+            unlock(self.path)
 
     def _sql(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
-        """`conn.execute`, with a locked or read-only file reported as a `LedgerError` naming it."""
+        """`conn.execute`, with a locked, read-only or corrupt file reported as a `LedgerError` naming it."""
         try:
             return self.conn.execute(sql, args)
         except sqlite3.OperationalError as e:
             raise _error(self.path, e) from None
+        except sqlite3.IntegrityError as e:
+            raise LedgerError(f"{self.path}: {e}: the ledger was written by something else meanwhile") from None
+        except sqlite3.DatabaseError as e:
+            raise LedgerError(f"{self.path}: corrupt ledger ({e}); restore it from a backup") from None
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -193,6 +227,41 @@ class Ledger:
 
     def has_day(self, date: str) -> bool:
         return self._sql("SELECT 1 FROM account_days WHERE date = ?", (date,)).fetchone() is not None
+
+    def halted(self) -> bool:
+        """Whether new buys are halted: the last day recorded a halt and no resume came after it."""
+        last = self.last_date()
+        if last is None or not self._sql("SELECT halted FROM account_days WHERE date = ?", (last,)).fetchone()[0]:
+            return False
+        return not any(e["date"] == last for e in self.events("resume"))
+
+    def check_replay(self, dates: np.ndarray, start: Any = None, through: Any = None) -> None:
+        """Refuse, naming the dates, a replay over market `dates (T,)` that would not do what is asked: `start`
+        after `through`, or a `start` on a ledger that already began another day."""
+        if start is not None and through is not None and to_day(start, "--start") > to_day(through, "--through"):
+            raise LedgerError(f"{self.path}: --start {start} is after --through {through}")
+        days = self.days()
+        if start is None or not days:
+            return
+        row = row_at_or_after(dates, start)
+        asked = str(dates[row]) if row < len(dates) else f"{to_day(start)} (past the data)"
+        if asked != days[0]["date"]:
+            raise LedgerError(f"{self.path}: started on {days[0]['date']} (recorded through {days[-1]['date']}), so "
+                              f"--start {start} (the bar of {asked}) cannot apply; leave --start out to continue it, "
+                              "or use another ledger file")
+
+    def check_progress(self, dates: np.ndarray, any_crypto: bool, through: Any, recorded: int) -> None:
+        """After a replay over market `dates (T,)`: refuse, naming the dates, one that could not reach `through`
+        (the data stops before it) or, without `through`, one that found no new row to record."""
+        last = self.last_date()
+        if through is not None:
+            want, following = to_day(through, "--through"), next_bar_day(dates, any_crypto)
+            if following <= want:
+                raise LedgerError(f"{self.path}: --through {want}, but the data ends on {dates[-1]} (recorded "
+                                  f"{recorded} day(s); the ledger is at {last}); newer data is needed")
+        elif recorded == 0:
+            raise LedgerError(f"{self.path}: no new rows: the ledger is at {last} and the data ends on {dates[-1]}; "
+                              "nothing was recorded")
 
     def days(self) -> list[dict[str, Any]]:
         """Every recorded day, oldest first (the `account_days` columns)."""

@@ -30,17 +30,19 @@ class PaperResult:
 def open_session(run_dir: str | Path, ledger_path: str | Path, *, data_dir: str | None = None, symbols: Any = None,
                  market: MarketData | None = None, broker: str = "sim", equity: float | None = None,
                  adopt_account: bool = False, config: PaperConfig | None = None, out: str | Path | None = None,
-                 alpaca: dict[str, Any] | None = None) -> PaperSession:
+                 alpaca: dict[str, Any] | None = None, new: bool | None = None,
+                 repair: bool | None = None) -> PaperSession:
     """A session over the run's market (or `data_dir`, or a `market` already loaded), trading the ledger's champion
     if it has one: the run and checkpoint step the ledger recorded, whose parameters must still hash to the
     recorded content hash. `equity` None keeps a ledger's own starting equity (a new one starts from
-    `DEFAULT_EQUITY`); `adopt_account` lets a new ledger at a real broker start from the broker's cash."""
+    `DEFAULT_EQUITY`); `adopt_account` lets a new ledger at a real broker start from the broker's cash. `new`: see
+    `Ledger.open`; `repair` drops bad rows of the data with a warning."""
     run = load_run(run_dir)
     if market is None:
-        market = load_market(run, data_dir, symbols=symbols)
+        market = load_market(run, data_dir, symbols=symbols, repair=repair)
     identity = LedgerIdentity(tuple(market.symbols), tuple(bool(x) for x in market.is_crypto), broker,
                               None if equity is None else float(equity))
-    ledger = Ledger.open(ledger_path, identity)
+    ledger = Ledger.open(ledger_path, identity, new=new)
     try:
         champion = ledger.champion()
         if champion is not None:
@@ -73,9 +75,13 @@ def open_session(run_dir: str | Path, ledger_path: str | Path, *, data_dir: str 
 
 def paper_trade(session: PaperSession, *, start: Any = None, through: Any = None, rows: bool = True,
                 progress: Any = None) -> PaperResult:
-    """Run every cycle from the ledger's last day (or `start`) through `through`, then write the report."""
+    """Run every cycle from the ledger's last day (or `start`) through `through`, then write the report. Raises
+    `LedgerError` naming the dates for a `start` the ledger cannot take, and (after the report) for a `through` the
+    data does not reach, or, without `through`, when there was no new row."""
+    session.ledger.check_replay(session.market.dates, start, through)
     recorded = session.replay(start, through, progress)
     text = None
     if len(session.ledger.days()) >= 2:
         text, _ = write_paper_report(session.ledger, session.out, session.market.periods_per_year, rows=rows)
+    session.ledger.check_progress(session.market.dates, bool(session.market.is_crypto.any()), through, recorded)
     return PaperResult(recorded=recorded, last_date=session.ledger.last_date(), text=text, out=session.out)

@@ -12,6 +12,22 @@ from ndjax.dynamics import StepInfo
 from ndjax.metrics import PathStats, summary
 
 
+def _table(columns: Sequence[tuple[str, int]], rows: Sequence[Sequence[str]], left: int = 1,
+           notes: Sequence[str] | None = None) -> list[str]:
+    """Lines of a text table: `columns` (name, least width), `rows` of formatted cells; each column is as wide as
+    its widest cell plus one space (so values never run together), the first `left` left-aligned, the rest
+    right-aligned; `notes[i]` (optional) follows row i."""
+    widths = [max([least, len(name) + (i >= left)] + [len(r[i]) + 1 for r in rows])
+              for i, (name, least) in enumerate(columns)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [line([name for name, _ in columns])]
+    out += [line(r) + (notes[i] if notes else "") for i, r in enumerate(rows)]
+    return out
+
+
 def format_summary(stats: PathStats) -> str:
     """The summary block of the report for one path."""
     f = {k: float(v) for k, v in stats.as_dict().items()}
@@ -44,44 +60,41 @@ def format_report(dates: Sequence[Any], infos: StepInfo, periods_per_year: float
         raise ValueError(f"format_report: {len(dates)} dates for {equity.shape[0]} steps")
     out = []
     if rows:
-        out.append(f"{'Date':<18}{'Equity':>12}{'Cash':>13}{'Return':>11}{'Leverage':>11}{'LevCost':>11}")
         cash, ret = np.asarray(infos.cash), np.asarray(infos.returns)
         lev, cost, call = np.asarray(infos.leverage), np.asarray(infos.leverage_cost), np.asarray(infos.margin_call)
-        for i, d in enumerate(dates):
-            mark = "  margin call" if call[i] > 0 else ""
-            out.append(f"{str(d)[:10]:<18}{equity[i]:>12.4f}{cash[i]:>13.4f}{ret[i]:>11.4f}{lev[i]:>10.2f}x"
-                       f"{cost[i]:>11.6f}{mark}")
+        cells = [[str(d)[:10], f"{equity[i]:.4f}", f"{cash[i]:.4f}", f"{ret[i]:.4f}", f"{lev[i]:.2f}x",
+                  f"{cost[i]:.6f}"] for i, d in enumerate(dates)]
+        out += _table([("Date", 18), ("Equity", 12), ("Cash", 13), ("Return", 11), ("Leverage", 11), ("LevCost", 11)],
+                      cells, notes=["  margin call" if c > 0 else "" for c in call])
         out.append("")
     out.append(format_summary(summary(infos, periods_per_year)))
     return "\n".join(out)
 
 
-COMPARISON_HEADER = (f"{'':<16}{'Return':>10}{'Sortino':>10}{'Sharpe':>9}{'MaxDD':>9}{'MaxLev':>8}{'Fees':>11}"
-                     f"{'LevCost':>11}{'Turn':>9}{'Calls':>7}")
+COMPARISON_COLUMNS = (("", 16), ("Return", 10), ("Sortino", 10), ("Sharpe", 9), ("MaxDD", 9), ("MaxLev", 8),
+                      ("Fees", 11), ("LevCost", 11), ("Turn", 9), ("Calls", 7))
 
 
-def format_comparison_line(name: str, stats: PathStats) -> str:
-    """One row of `format_comparison`."""
+def _comparison_cells(name: str, stats: PathStats) -> list[str]:
     s = {k: float(v) for k, v in stats.as_dict().items()}
-    return (f"{name:<16}{s['total_return'] * 100:>9.2f}%{s['sortino']:>10.2f}{s['sharpe']:>9.2f}"
-            f"{s['max_drawdown'] * 100:>8.2f}%{s['max_leverage']:>7.2f}x"
-            f"{s['total_fees']:>11.5f}{s['total_leverage_cost']:>11.5f}{s['turnover']:>8.2f}x{s['margin_calls']:>7.0f}")
+    return [name, f"{s['total_return'] * 100:.2f}%", f"{s['sortino']:.2f}", f"{s['sharpe']:.2f}",
+            f"{s['max_drawdown'] * 100:.2f}%", f"{s['max_leverage']:.2f}x", f"{s['total_fees']:.5f}",
+            f"{s['total_leverage_cost']:.5f}", f"{s['turnover']:.2f}x", f"{s['margin_calls']:.0f}"]
 
 
 def format_comparison(stats: Mapping[str, PathStats]) -> str:
-    """A table with one row per named path (policy, baselines, variants)."""
-    return "\n".join([COMPARISON_HEADER] + [format_comparison_line(k, v) for k, v in stats.items()])
+    """A table with one row per named path (policy, baselines, variants), columns sized to their values."""
+    return "\n".join(_table(COMPARISON_COLUMNS, [_comparison_cells(k, v) for k, v in stats.items()]))
 
 
 def format_symbols(rows: Sequence[Mapping[str, Any]]) -> str:
     """The per-symbol attribution table (`runs.evaluate.per_symbol` rows)."""
-    out = [f"{'Symbol':<12}{'Class':<7}{'PnL':>12}{'Realised':>12}{'Unreal.':>12}{'Interest':>11}{'Fees':>11}"
-           f"{'Trades':>7}{'Forced':>7}{'BuyFill':>8}{'SellFill':>9}"]
-    for r in rows:
-        out.append(f"{r['symbol']:<12}{r['asset_class']:<7}{r['pnl']:>12.5f}{r['realised']:>12.5f}"
-                   f"{r['unrealised']:>12.5f}{r['interest']:>11.6f}{r['fees']:>11.6f}{r['trades']:>7d}"
-                   f"{r['forced_sales']:>7d}{r['buy_fill_rate'] * 100:>7.1f}%{r['sell_fill_rate'] * 100:>8.1f}%")
-    return "\n".join(out)
+    cells = [[r["symbol"], r["asset_class"], f"{r['pnl']:.5f}", f"{r['realised']:.5f}", f"{r['unrealised']:.5f}",
+              f"{r['interest']:.6f}", f"{r['fees']:.6f}", f"{r['trades']:d}", f"{r['forced_sales']:d}",
+              f"{r['buy_fill_rate'] * 100:.1f}%", f"{r['sell_fill_rate'] * 100:.1f}%"] for r in rows]
+    return "\n".join(_table([("Symbol", 12), ("Class", 7), ("PnL", 12), ("Realised", 12), ("Unreal.", 12),
+                             ("Interest", 11), ("Fees", 11), ("Trades", 7), ("Forced", 7), ("BuyFill", 8),
+                             ("SellFill", 9)], cells, left=2))
 
 
 def format_leaderboard(rows: Sequence[Mapping[str, Any]], varied: Sequence[str], top: int | None = None) -> str:
@@ -105,11 +118,10 @@ def format_plan(plan: Mapping[str, Any]) -> str:
              f"maintenance {plan['maintenance_requirement']:,.2f}; "
              f"excess equity {plan['excess']:,.2f}: buying power {plan['buying_power_stock']:,.2f} in stocks or "
              f"{plan['buying_power_crypto']:,.2f} in crypto (one pool)", ""]
-    lines.append(f"{'Symbol':<12}{'Class':<8}{'Side':<6}{'Limit':>14}{'Quantity':>16}{'Notional':>14}"
-                 f"{'vs close':>10}")
-    for o in plan["orders"]:
-        lines.append(f"{o['symbol']:<12}{o['asset_class']:<8}{o['side']:<6}{o['limit_price']:>14.4f}"
-                     f"{o['quantity']:>16.6f}{o['notional']:>14.2f}{o['limit_vs_mark'] * 100:>9.2f}%")
+    cells = [[o["symbol"], o["asset_class"], o["side"], f"{o['limit_price']:.4f}", f"{o['quantity']:.6f}",
+              f"{o['notional']:.2f}", f"{o['limit_vs_mark'] * 100:.2f}%"] for o in plan["orders"]]
+    lines += _table([("Symbol", 12), ("Class", 8), ("Side", 6), ("Limit", 14), ("Quantity", 16), ("Notional", 14),
+                     ("vs close", 10)], cells, left=3)
     if not plan["orders"]:
         lines.append("(no orders)")
     for s in plan["skipped"]:

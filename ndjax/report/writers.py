@@ -28,6 +28,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode open() would give it
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
@@ -39,6 +40,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _json_default(x: Any) -> Any:
     if isinstance(x, (np.generic, np.ndarray)) or hasattr(x, "__array__"):
         return np.asarray(x).tolist()
@@ -47,9 +54,14 @@ def _json_default(x: Any) -> Any:
     return str(x)
 
 
+def json_text(obj: Any) -> str:
+    """`obj` as the indented JSON text `write_json` writes (NumPy and JAX values become lists)."""
+    return json.dumps(obj, indent=2, default=_json_default) + "\n"
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write `obj` as indented JSON, atomically (NumPy and JAX values become lists)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return atomic_write_text(path, json_text(obj))
 
 
 def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Path:

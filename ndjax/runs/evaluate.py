@@ -15,16 +15,16 @@ from flax import nnx
 
 from ndjax.baselines import run_baselines
 from ndjax.data.arrays import MarketArrays, context_split
-from ndjax.data.calendar import row_at_or_after, row_at_or_before
+from ndjax.data.calendar import check_reaches, row_at_or_after, row_at_or_before
 from ndjax.data.synthetic import SyntheticTruth
 from ndjax.dynamics import Action, MarketParams, StepInfo
 from ndjax.errors import ConfigError
 from ndjax.metrics import PathStats, summary
 from ndjax.oracle import run_oracle, truth_rows
 from ndjax.probe import ProbeState, remember_trades
-from ndjax.report.tables import COMPARISON_HEADER, format_comparison_line, format_symbols
+from ndjax.report.tables import format_comparison, format_symbols
 from ndjax.report.writers import write_period_report, write_rows
-from ndjax.runs.folder import Run, RunError, load_market, run_arrays
+from ndjax.runs.folder import Run, RunError, check_equity, load_market, run_arrays
 from ndjax.sim import simulate_policy_jit
 
 VARIANTS = {
@@ -192,14 +192,19 @@ def period_rows(run: Run, dates: np.ndarray, start: Any = None, end: Any = None,
 def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symbols: Any = None,
                  start: Any = None, end: Any = None,
                  initial_cash: float | None = None, variants: Mapping[str, Mapping[str, float]] | None = None,
-                 rows: bool = True, sortino_gap: float = 1.0, return_gap: float = 0.5) -> dict[str, Any]:
+                 rows: bool = True, sortino_gap: float = 1.0, return_gap: float = 0.5,
+                 repair: bool | None = None) -> dict[str, Any]:
     """Simulate the run's policy with hard fills over a period beside both baselines, at lag 2 (a lookahead
     check) and in the named `variants` (`VARIANTS` keys mapped to their options); write `evaluate_report.txt`,
     `evaluate_daily.csv`, `evaluate_summary.json`, `evaluate_symbols.csv` and `equity.png` into `out`.
 
+    The data is read to its last row (or `end`, which it must reach); `repair` drops bad rows with a warning.
     Returns the summary dict (also in `evaluate_summary.json`) with `text`, the report.
     """
-    market = load_market(run, data_dir, symbols=symbols)
+    check_equity(initial_cash, "--initial-cash")
+    market = load_market(run, data_dir, symbols=symbols, repair=repair)
+    if end is not None:
+        check_reaches(market.dates, bool(market.is_crypto.any()), end, "--end")
     arrays = run_arrays(run, market)
     lo, hi = period_rows(run, market.dates, start, end, newer_data=data_dir is not None)
     P = market.periods_per_year
@@ -218,8 +223,7 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
                          float(hp.maker_fee), market.symbols, float(hp.liquidation_slippage))
     sections = ["", "-" * 72, "Per symbol", "", format_symbols(symbols), "", "-" * 72,
                 "Lag check: the same policy deciding with one more bar of delay (lag 2 starts trading one bar later)",
-                "", COMPARISON_HEADER, format_comparison_line("lag 1", policy_stats),
-                format_comparison_line("lag 2", extra["policy_lag2"]), ""]
+                "", format_comparison({"lag 1": policy_stats, "lag 2": extra["policy_lag2"]}), ""]
     sections += [f"LOOKAHEAD SMELL: {r}" for r in reasons] if flagged else [
         "lag check: OK (no large drop with one more bar of delay)"]
     for name, options in (variants or {}).items():
@@ -229,8 +233,8 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
         _, infos = simulate_run(run, arrays, lo, hi, initial_cash=cash, **overrides(options))
         extra[name] = summary(infos, P)
         change = (float(extra[name].total_return) - float(policy_stats.total_return)) * 100
-        sections += ["", "-" * 72, f"Policy, {label.format(**options)}", "", COMPARISON_HEADER,
-                     format_comparison_line("normal", policy_stats), format_comparison_line(name, extra[name]),
+        sections += ["", "-" * 72, f"Policy, {label.format(**options)}", "",
+                     format_comparison({"normal": policy_stats, name: extra[name]}),
                      f"{name} changes the net PnL by {change:+.2f} percentage points"]
     meta = run.checkpoint_meta
     title = [f"Policy (checkpoint of step {run.step}, validation score {float(meta.get('score', np.nan)):.3f})",

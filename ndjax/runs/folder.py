@@ -94,6 +94,12 @@ def load_config(run_dir: str | Path) -> RunConfig:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise RunError(f"{path}: not JSON ({e})") from None
+    found = d.get("format") if isinstance(d, dict) else None
+    if isinstance(found, str) and found.startswith("ndjax-run/") and found != FORMAT:
+        version = found.removeprefix("ndjax-run/")
+        if version.isdigit() and int(version) > int(FORMAT.removeprefix("ndjax-run/")):
+            raise RunError(f"{path}: format {found} was written by a newer ndjax than this one (which reads "
+                           f"{FORMAT}); upgrade ndjax to use this run")
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise RunError(f"{path}: not a {FORMAT} run configuration "
                        f"(format {d.get('format') if isinstance(d, dict) else None!r}); "
@@ -156,10 +162,18 @@ ALL_SYMBOLS = "all"
 """`symbols` value that takes every file of the data folder."""
 
 
+def check_equity(value: float | None, flag: str) -> float | None:
+    """`value` (None passes) if it is a finite positive amount of money; else `RunError` naming `flag`."""
+    if value is not None and not (np.isfinite(value) and value > 0):
+        raise RunError(f"{flag}: a starting equity must be a positive amount, got {value:g}")
+    return value
+
+
 def load_market(run: Run, data_dir: str | Path | None = None, *, end: Any = None,
-                symbols: Sequence[str] | str | None = None) -> MarketData:
+                symbols: Sequence[str] | str | None = None, repair: bool | None = None) -> MarketData:
     """The run's market rebuilt from its stored source (from the same start, so features see the same history),
-    optionally from a newer `data_dir` and up to `end`.
+    optionally from a newer `data_dir`, to the data's last row or to `end`: the run's stored end bounds its
+    training only. `repair` (default: the run's) drops bad rows with a warning instead of raising.
 
     `symbols` picks the universe: the run's own (default), a list, or `"all"` (every file of the folder). The
     policy is asset-equivariant and its features are normalised by the run's stored normaliser, so it trades
@@ -176,7 +190,7 @@ def load_market(run: Run, data_dir: str | Path | None = None, *, end: Any = None
     else:
         chosen = tuple(symbols)
     try:
-        market = source.load(data_dir=data_dir, symbols=chosen, end=end)
+        market = source.load(data_dir=data_dir, symbols=chosen, end=end, to_last_row=True, repair=repair)
     except UnknownSymbolError as e:
         if symbols is None:
             raise RunError(f"{e}; to trade the folder's own symbols pass symbols 'all' (or a list)") from None

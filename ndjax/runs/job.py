@@ -6,22 +6,26 @@ simulate its best checkpoint on the held-out rows beside the baselines and write
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import jax
 
 from ndjax.data.arrays import context_split, prepare
+from ndjax.data.calendar import to_day
 from ndjax.data.source import MarketSource
 from ndjax.data.splits import split_rows
 from ndjax.metrics import PathStats, summary
-from ndjax.report.writers import write_period_report
+from ndjax.report.writers import json_text, write_period_report
 from ndjax.runs.evaluate import captured_share, held_out
-from ndjax.runs.folder import RunConfig, RunError, load_run, restore_params, save_config
+from ndjax.runs.folder import CONFIG_FILE, RunConfig, RunError, load_config, load_run, restore_params, save_config
+from ndjax.train.checkpoints import saved_steps
 from ndjax.train.config import HParams, TrainConfig
-from ndjax.train.loop import check_fresh, fit
+from ndjax.train.loop import CHECKPOINT_DIR, check_fresh, fit
 from ndjax.train.trainer import make_train
 
 
@@ -64,11 +68,73 @@ class PreparedRun:
     val_rows: int
 
 
+def check_spec(spec: JobSpec) -> JobSpec:
+    """Raise `ValueError` (naming the flag) if any part of `spec` is invalid; reads and writes nothing."""
+    spec.hparams.check()
+    spec.source.check()
+    for name in ("train_end", "val_end"):
+        if getattr(spec, name) is not None:
+            to_day(getattr(spec, name), name=_flag(name))
+    return spec
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _flat(spec: JobSpec) -> dict[str, Any]:
+    """Every flag-level value of `spec` by field name (source, date split, policy, training, hyperparameters)."""
+    train = {f.name: getattr(spec.train, f.name) for f in fields(TrainConfig) if f.name != "policy"}
+    return {**asdict(spec.source), "train_end": spec.train_end, "val_end": spec.val_end,
+            **asdict(spec.train.policy), **train, **{f.name: getattr(spec.hparams, f.name) for f in fields(HParams)},
+            "seed": spec.seed}
+
+
+def _same(name: str, given: Any, stored: Any) -> bool:
+    if given is None or stored is None:
+        return given is stored
+    if name == "data_dir":
+        return Path(given).resolve() == Path(stored).resolve()
+    if name in ("start", "end"):
+        return to_day(given) == to_day(stored)
+    if isinstance(given, (tuple, list)) or isinstance(stored, (tuple, list)):
+        return tuple(given) == tuple(stored)
+    if isinstance(given, (int, float)) and not isinstance(given, bool) and not isinstance(stored, bool):
+        return math.isclose(float(given), float(stored), rel_tol=1e-6, abs_tol=1e-12)
+    return given == stored
+
+
+def resume_spec(out: str | Path, given: Mapping[str, Any]) -> JobSpec:
+    """The spec the run in `out` was trained with (its config.json), for `--resume`. `given` maps the flags the
+    user passed (field names) to their values; one that differs from the stored run raises `RunError` naming the
+    flag and both values. A `--train-end`/`--val-end` matches when it selects the same rows."""
+    out = Path(out)
+    config = load_config(out)
+    split = config.split
+    train = replace(config.train, periods_per_year=TrainConfig.periods_per_year)
+    stored = JobSpec(source=config.source, train_end=split["train"][1], val_end=split["val"][1], train=train,
+                     hparams=config.hparams, seed=config.seed)
+    values = _flat(stored)
+    for name, value in given.items():
+        if name not in values:
+            continue
+        if name in ("train_end", "val_end") and value is not None:
+            part, following = ("train", "val") if name == "train_end" else ("val", "test")
+            day = to_day(value, name=_flag(name))
+            if to_day(split[part][1]) <= day and (following not in split or day < to_day(split[following][0])):
+                continue
+        elif _same(name, value, values[name]):
+            continue
+        raise RunError(f"{out / CONFIG_FILE}: {_flag(name)} {value} differs from the run's {values[name]}; --resume "
+                       "continues the run as it was configured (drop the flag, or train a new run into another --out)")
+    return stored
+
+
 def prepare_run(spec: JobSpec, *, need_test: bool = True, log: Any = None) -> PreparedRun:
     """Load and split the market, build the run's `RunConfig` and the trainer (training rows, validation rows with
     encoder context); writes nothing. With `need_test=False` the validation may run to the last row. `log`
     receives one line describing the split."""
-    hp = spec.hparams.check()
+    hp = check_spec(spec).hparams
     market = spec.source.load()
     a, b = split_rows(market, spec.train_end, spec.val_end, need_test=need_test)
     normalizer, arrays = prepare(market, a)
@@ -90,12 +156,33 @@ def prepare_run(spec: JobSpec, *, need_test: bool = True, log: Any = None) -> Pr
     return PreparedRun(config=config, trainer=trainer, market=market, arrays=arrays, train_rows=a, val_rows=b)
 
 
-def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: Any = None) -> PreparedRun:
-    """`prepare_run`, then write `out/config.json`."""
+def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: Any = None,
+              resume: bool = False) -> PreparedRun:
+    """`prepare_run`, then write `out/config.json`; with `resume` the folder's config.json must be the one this spec
+    gives (it is not written again)."""
+    out = Path(out)
     prepared = prepare_run(spec, need_test=need_test,
                            log=None if log is None else (lambda line: log(f"{line}; run folder {out}")))
-    save_config(out, prepared.config)
+    config = prepared.config
+    if not resume:
+        save_config(out, config)
+    elif json_text(config.to_dict()) != json_text(load_config(out).to_dict()):
+        raise RunError(f"{out / CONFIG_FILE}: the data or configuration rebuilt for --resume differs from the stored "
+                       f"run ({_differing(config.to_dict(), load_config(out).to_dict())}); nothing was written")
     return prepared
+
+
+def interrupted_at(out: str | Path) -> str:
+    """Where an interrupted run in `out` stands: its latest checkpoint (continue with --resume), or none."""
+    steps = saved_steps(Path(out) / CHECKPOINT_DIR)
+    if not steps:
+        return f"{out} holds no checkpoint yet"
+    return f"{out} is at step {steps[-1]} (continue with --resume --out {out})"
+
+
+def _differing(new: dict, old: dict) -> str:
+    keys = [k for k in sorted(set(new) | set(old)) if json_text(new.get(k)) != json_text(old.get(k))]
+    return "differs in " + ", ".join(keys)
 
 
 def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -109,10 +196,16 @@ def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite
     """
     t0 = time.perf_counter()
     out = Path(out)
+    check_spec(spec)
+    if resume and overwrite:
+        raise RunError(f"{out}: --resume continues the run, --overwrite replaces it; give one of them")
     if resume and not (out / "checkpoints").is_dir():
         raise RunError(f"{out}: no checkpoints to resume from")
     check_fresh(out, resume=resume, overwrite=overwrite)
-    prepared = start_run(spec, out, log=log)
+    if not (resume or overwrite) and (out / CONFIG_FILE).exists():
+        raise RunError(f"{out}: holds another run's {CONFIG_FILE}; resume it, overwrite it, or train into an empty "
+                       "folder")
+    prepared = start_run(spec, out, log=log, resume=resume)
     config, b = prepared.config, prepared.val_rows
     cfg, hp = config.train, config.hparams
     init_params = restore_params(init_from, cfg) if init_from else None

@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from ndjax.data.arrays import MarketArrays
-from ndjax.data.calendar import row_at_or_before
+from ndjax.data.calendar import check_reaches, row_at_or_before
 from ndjax.data.market import MarketData
 from ndjax.dynamics import (
     Action,
@@ -30,7 +30,7 @@ from ndjax.observation import observe
 from ndjax.policy import encode, make_apply
 from ndjax.probe import ProbeState
 from ndjax.report.writers import write_json, write_rows
-from ndjax.runs.folder import Run, RunError, load_market, run_arrays
+from ndjax.runs.folder import Run, RunError, check_equity, load_market, run_arrays
 from ndjax.runs.positions import read_positions
 
 
@@ -250,11 +250,15 @@ def plan_orders(run: Run, market: MarketData, arrays: MarketArrays, **kwargs: An
 def plan_next_day(run: Run, out: str | Path, *, data_dir: str | None = None, symbols: Any = None,
                   equity: float | None = None,
                   positions: str | Path | None = None, as_of: Any = None, max_stale_days: float = 5.0,
-                  whole_shares: bool = False) -> dict[str, Any]:
+                  whole_shares: bool = False, repair: bool | None = None) -> dict[str, Any]:
     """Plan the bar after `as_of` (default: the data's last row) for a book given by a positions file and/or
     `equity` (all cash, or cash = equity - holdings when the file has no CASH row); write `plan.csv` and
-    `plan.json` into `out`. Returns the plan."""
-    market = load_market(run, data_dir, symbols=symbols)
+    `plan.json` into `out`. The data is read to its last row; an `as_of` the data does not reach raises naming both
+    dates. `repair` drops bad rows with a warning. Returns the plan."""
+    check_equity(equity, "--equity")
+    market = load_market(run, data_dir, symbols=symbols, repair=repair)
+    if as_of:
+        check_reaches(market.dates, bool(market.is_crypto.any()), as_of, "--as-of")
     arrays = run_arrays(run, market)
     row = row_at_or_before(market.dates, as_of) if as_of else market.n_days - 1
     if row < 0:

@@ -10,6 +10,7 @@ every leaf's shape and dtype against a template built by `Trainer.init` and name
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,19 @@ class RunCheckpoints:
         """`(state, meta)` at `step`, shaped like `template` (a `TrainState` from `Trainer.init`)."""
         if step is None:
             raise CheckpointError(f"{self.directory}: no checkpoint saved yet")
-        stored = self.manager.item_metadata(step)["state"]
-        _check_layout(self.directory / str(step), stored, template)
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
-        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                                meta=ocp.args.JsonRestore()))
+        try:
+            stored = self.manager.item_metadata(step)["state"]
+            _check_layout(self.directory / str(step), stored, template)
+            abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+            out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                    meta=ocp.args.JsonRestore()))
+        except CheckpointError:
+            raise
+        except (ValueError, OSError, RuntimeError, KeyError, TypeError) as e:  # orbax's, on damaged files
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # its unretrieved task errors, said here once
+            first = " ".join(str(e).split())[:160]
+            raise CheckpointError(f"{self.directory / str(step)}: damaged checkpoint ({type(e).__name__}: {first}); "
+                                  "restore the folder, or train the run again") from None
         return out["state"], dict(out["meta"])
 
     def restore_latest(self, template: Any) -> tuple[Any, dict]:

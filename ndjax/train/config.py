@@ -13,7 +13,7 @@ from flax import struct
 
 from ndjax.errors import ConfigError
 from ndjax.loss import OBJECTIVES, RETURN_WEIGHT, RISK_AVERSION, get_objective
-from ndjax.market_rules import MarketParams
+from ndjax.market_rules import INTEREST_MODES, MarketParams
 from ndjax.policy import PolicyConfig
 
 MARKET_RULES = tuple(f.name for f in dataclasses.fields(MarketParams) if f.metadata.get("hparam"))
@@ -52,6 +52,9 @@ class HParams:
 
     def check(self) -> HParams:
         """Raise `ValueError` naming the field if the market rules are invalid (for every entry of a stacked sweep)."""
+        if np.any(np.asarray(self.maker_fee) >= 1):
+            raise ValueError(f"HParams.maker_fee (--maker-fee): {self.maker_fee} is 100 % or more of the notional; "
+                             "must be < 1")
         MarketParams(is_crypto=np.zeros(1, bool), fill_temperature=self.fill_temperature,
                      **{k: np.asarray(getattr(self, k), np.float64) for k in MARKET_RULES})
         if np.any(np.asarray(self.learning_rate) <= 0):
@@ -91,6 +94,14 @@ class TrainConfig:
         if self.fill not in ("soft", "ste", "hard"):
             raise ConfigError(f"TrainConfig.fill: unknown {self.fill!r}; train with 'soft' or 'ste'")
         get_objective(self.objective)
+        if self.interest not in INTEREST_MODES:
+            raise ConfigError(f"TrainConfig.interest: unknown {self.interest!r}; expected one of {INTEREST_MODES}")
+        for name in ("steps", "eval_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name} (--{name.replace('_', '-')}): must be a whole number >= 1, "
+                                  f"got {getattr(self, name)}")
+        if not np.isfinite(self.initial_cash) or self.initial_cash <= 0:
+            raise ConfigError(f"TrainConfig.initial_cash (--initial-cash): must be > 0, got {self.initial_cash}")
         if self.steps % self.eval_every:
             raise ConfigError(f"TrainConfig.steps: {self.steps} is not a multiple of eval_every={self.eval_every}")
         if self.window < 2 or self.batch_size < 1:
