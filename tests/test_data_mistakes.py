@@ -68,7 +68,8 @@ def test_an_implausible_move_is_named_and_repair_drops_it(tmp_path):
     frame.loc[12, ["open", "high", "low", "close"]] *= 1e10
     f = _write(tmp_path / "JMP.csv", frame)
     with pytest.raises(DataError, match=r"JMP\.csv: data row 13 \(2024-01-19\): implausible one-bar move: "
-                                        r"open 1\.08\d+e\+12 against the previous close 107\.586 \(data row 12, 2024-01-18\)"):
+                                        r"open 1\.08\d+e\+12 against the previous close 107\.586 "
+                                        r"\(data row 12, 2024-01-18\)"):
         load_daily(f)
     with pytest.warns(UserWarning, match=r"dropped 1 bad row\(s\):\n.*JMP\.csv: data row 13 .*implausible"):
         m = load_daily(f, repair=True)
