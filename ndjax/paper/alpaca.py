@@ -41,6 +41,10 @@ def _pair(symbol: str) -> str:
     raise BrokerError(f"alpaca: cannot map crypto symbol {symbol!r} to a pair")
 
 
+crypto_pair = _pair
+"""The public name of the mapping, for the market data feed."""
+
+
 def _tick(price: float, crypto: bool) -> float:
     """Alpaca's price increment: a cent for stocks at $1 or more (0.0001 below), 6 significant digits for crypto."""
     if not crypto:
