@@ -9,12 +9,14 @@ in `refuse` is refused with HTTP 403.
 
 Market data (stock and crypto daily bars, `bars` keyed by Alpaca's symbol: `STK0`, `CRY0/USD`): only bars that
 have opened by `now` are answered (None: all), a bar in `partial` is answered with those values instead (a bar
-still forming), `data_faults` answers the next data requests with those HTTP codes, one each."""
+still forming), `data_faults` answers the next data requests with those HTTP codes, one each, and `data_delay` slows each data
+request."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +38,7 @@ class FakeAlpaca:
         self.now: str | None = None
         self.partial: dict[tuple[str, str], dict] = {}  # (symbol, t) -> the values answered while it forms
         self.data_faults: list[int] = []
+        self.data_delay = 0.0  # seconds each data request waits before it is answered
         self.lock = threading.Lock()
         fake = self
 
@@ -53,6 +56,8 @@ class FakeAlpaca:
 
             def _route(self, method: str):
                 url = urlparse(self.path)
+                if fake.data_delay and url.path.endswith("/bars"):
+                    time.sleep(fake.data_delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 with fake.lock:

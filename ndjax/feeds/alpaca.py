@@ -29,8 +29,7 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from ndjax.feeds.bars import PRICES, BarFeed, FeedError, empty_bars
-from ndjax.paper.alpaca import crypto_pair
+from ndjax.feeds.bars import PRICES, BarFeed, FeedError, alpaca_pair, empty_bars
 
 FEEDS = ("sip", "iex", "delayed_sip")
 ADJUSTMENTS = ("all", "split", "dividend", "raw")
@@ -91,7 +90,7 @@ class AlpacaFeed(BarFeed):
         end = datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=2)
         if is_crypto:
             try:
-                name = crypto_pair(symbol)
+                name = alpaca_pair(symbol)
             except ValueError as e:
                 raise FeedError(f"{symbol}: {e}") from None
             request = CryptoBarsRequest(symbol_or_symbols=name, timeframe=TimeFrame.Day, start=start, end=end)
@@ -124,6 +123,11 @@ class AlpacaFeed(BarFeed):
                     hint = " (the plan may not include SIP data: try --feed iex)" if code == 403 else ""
                     raise FeedError(f"{symbol}: Alpaca data answered HTTP {code} after {attempt + 1} attempt(s): "
                                     f"{' '.join(str(e).split())[:200]}{hint}") from None
+            except FeedError:
+                raise
+            except ValueError as e:  # not JSON, or bars alpaca-py's models refuse (a null price)
+                raise FeedError(f"{symbol}: Alpaca data answered with bars that cannot be read "
+                                f"({type(e).__name__}); nothing written for {symbol}") from None
             except OSError as e:  # requests' ConnectionError, Timeout
                 raise FeedError(f"{symbol}: could not reach Alpaca data ({type(e).__name__}); files left as they "
                                 "were") from None

@@ -23,6 +23,15 @@ class FeedError(ValueError):
     (and the date of a bad bar)."""
 
 
+def alpaca_pair(symbol: str) -> str:
+    """`BTC-USD` / `BTCUSD` / `ETH-USDT` -> `BTC/USD` / `ETH/USDT`: Alpaca's name of a crypto pair (orders, data)."""
+    s = symbol.upper().replace("-", "").replace("/", "")
+    for quote in ("USDT", "USDC", "USD"):
+        if s.endswith(quote) and len(s) > len(quote):
+            return f"{s[: -len(quote)]}/{quote}"
+    raise ValueError(f"cannot map crypto symbol {symbol!r} to a pair")
+
+
 def empty_bars() -> pd.DataFrame:
     """A bar frame with no rows."""
     return pd.DataFrame({"date": np.array([], "datetime64[D]"), "opened": pd.to_datetime([], utc=True),

@@ -8,7 +8,6 @@ from datetime import date, timedelta
 
 from ndjax.feeds.alpaca import ADJUSTMENTS, FEEDS, AlpacaFeed
 from ndjax.feeds.bars import BarFeed
-from ndjax.feeds.csvfolder import CsvFolderFeed
 from ndjax.feeds.final import DEFAULT_SETTLE
 from ndjax.feeds.update import DEFAULT_START, REFETCH, SymbolUpdate, update_folder
 
@@ -42,6 +41,8 @@ def feed_from_args(args: argparse.Namespace) -> BarFeed:
     if args.source == "alpaca":
         return AlpacaFeed(feed=args.feed, adjustment=args.adjustment, retries=args.retries,
                           retry_wait=args.retry_wait)
+    from ndjax.feeds.csvfolder import CsvFolderFeed  # loads the data layer (and jax): only for replays
+
     return CsvFolderFeed(args.source)
 
 

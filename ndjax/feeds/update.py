@@ -106,6 +106,7 @@ def update_symbol(folder: Path, symbol: str, feed: BarFeed, now: Any, *, through
         before = old[old_days < np.datetime64(first, "D")]
         changed = _differences(symbol, before, full)
         if changed:
+            changed += corrections
             closes = [c["old"] / c["new"] for c in changed if c["field"] == "close"]
             result.rewritten = {"kind": "history_rewritten", "symbol": symbol, "changed_bars":
                                 len({c["date"] for c in changed}), "first_changed": min(c["date"] for c in changed),
