@@ -195,7 +195,7 @@ def test_sigkill_mid_fetch_leaves_a_loadable_folder_and_keys_never_reach_disk(tm
     keys = {"APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
     with _fake(FakeAlpaca()) as fake:
         env = {**keys, "APCA_API_DATA_URL": fake.url}
-        common = ["--data-dir", str(tmp_path), "--start", "2026-10-01", "--retry-wait", "0.01"]
+        common = ["--data-dir", str(tmp_path), "--history-start", "2026-10-01", "--retry-wait", "0.01"]
         first = _script("fetch.py", *common, "--symbols", "STK0,STK1,CRY0-USD", "--now", "2026-11-20T00:00Z",
                         env=env)
         out, err = first.communicate(timeout=120)

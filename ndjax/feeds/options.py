@@ -29,7 +29,7 @@ def add_fetch_args(p: argparse.ArgumentParser) -> None:
                    help="wait after the close (crypto: after the UTC day) before a bar is final (default %(default)g)")
     g.add_argument("--refetch", type=int, default=REFETCH, help="bars re-fetched to catch corrections "
                                                                 "(default %(default)s)")
-    g.add_argument("--start", dest="fetch_start", type=date.fromisoformat, default=DEFAULT_START,
+    g.add_argument("--history-start", type=date.fromisoformat, default=DEFAULT_START,
                    help="first day fetched for a symbol without a file (default %(default)s)")
     g.add_argument("--retries", type=int, default=5, help="retries of a 429 or 5xx answer (default %(default)s)")
     g.add_argument("--retry-wait", type=float, default=1.0, help="first wait in seconds, doubling after each "
@@ -50,4 +50,4 @@ def fetch_from_args(args: argparse.Namespace, symbols: list[str] | None,
                     log: Callable[[str], None]) -> list[SymbolUpdate]:
     """Update `args.data_dir` as the flags say (`symbols` None or "all": the folder's CSVs)."""
     return update_folder(args.data_dir, None if symbols == "all" else symbols, feed_from_args(args), args.now, log=log, through=args.through,
-                         settle=timedelta(minutes=args.settle_minutes), refetch=args.refetch, start=args.fetch_start)
+                         settle=timedelta(minutes=args.settle_minutes), refetch=args.refetch, start=args.history_start)

@@ -1,0 +1,57 @@
+"""One day of the live loop: bring the folder up to date with final bars, then run the paper cycle through the
+last day final for every asset class, unless the ledger already holds it (a holiday, a weekend without crypto,
+a second run the same day: nothing to do, and it says so). A fetch error stops the day before the cycle."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ndjax.feeds.bars import BarFeed, FeedError
+from ndjax.feeds.final import DEFAULT_SETTLE, utc
+from ndjax.feeds.status import cycle_day, ledger_summary, last_bars
+from ndjax.feeds.update import SymbolUpdate, update_folder
+
+
+@dataclasses.dataclass
+class DayOutcome:
+    """The fetch results, the day the cycle ran through (None: nothing to do) and why, and the cycle's result."""
+
+    fetched: list[SymbolUpdate]
+    through: str | None
+    reason: str
+    paper: Any = None
+
+
+def live_day(folder: str | Path, symbols: Sequence[str] | None, feed: BarFeed, ledger: str | Path,
+             run_paper: Callable[[str], Any], now: Any = None, *, settle: timedelta = DEFAULT_SETTLE,
+             through: Any = None, log: Callable[[str], None] = print, **fetch: Any) -> DayOutcome:
+    """Fetch, then `run_paper(day)` (the paper cycle through `day`, an ISO date) when the folder holds a final bar
+    after the ledger's last day. Raises `FeedError` listing the symbols whose fetch failed (the cycle is not run:
+    the others' new bars wait in the folder for the next run)."""
+    folder = Path(folder)
+    now = utc(now if now is not None else datetime.now(timezone.utc))
+    fetched = update_folder(folder, symbols, feed, now, log=log, settle=settle, through=through, **fetch)
+    failed = [r.describe() for r in fetched if r.error]
+    if failed:
+        raise FeedError("no cycle: the fetch failed for " + "; ".join(failed))
+    names = [r.symbol for r in fetched]
+    day = cycle_day(names, now, settle)
+    if through is not None:
+        day = min(day, np.datetime64(str(through), "D"))
+    bars = [np.datetime64(d, "D") for d in last_bars(folder, names).values() if d]
+    newest = min(max(bars), day) if bars else None
+    summary = ledger_summary(ledger)
+    last = None if summary is None else np.datetime64(summary["day"]["date"], "D")
+    if newest is None or (last is not None and newest <= last):
+        reason = (f"nothing to do at {now.isoformat()}: no new final bar after the ledger's last day {last} "
+                  f"(bars final through {day})")
+        log(reason)
+        return DayOutcome(fetched, None, reason)
+    log(f"cycle through {newest} (the ledger's last day: {last or 'none yet'})")
+    return DayOutcome(fetched, str(newest), "cycled", run_paper(str(newest)))
