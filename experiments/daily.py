@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ndjax.cli import parse_symbols
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None):
     args, paper = parse_args(argv)
     symbols = parse_symbols(args.symbols)
     symbols = None if symbols == "all" else symbols
-    now = args.now or datetime.now(timezone.utc)
+    now = args.now or datetime.now(UTC)
     settle = timedelta(minutes=args.settle_minutes)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     try:

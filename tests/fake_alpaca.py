@@ -9,8 +9,8 @@ in `refuse` is refused with HTTP 403.
 
 Market data (stock and crypto daily bars, `bars` keyed by Alpaca's symbol: `STK0`, `CRY0/USD`): only bars that
 have opened by `now` are answered (None: all), a bar in `partial` is answered with those values instead (a bar
-still forming), `data_faults` answers the next data requests with those HTTP codes, one each, and `data_delay` slows each data
-request."""
+still forming), `data_faults` answers the next data requests with those HTTP codes, one each, and `data_delay`
+slows each data request."""
 
 from __future__ import annotations
 

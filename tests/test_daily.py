@@ -13,7 +13,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -51,7 +50,8 @@ def _daily(tmp: Path, run_dir: Path, now: str, *extra: str) -> tuple[object, str
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
         out = DAILY(["--data-dir", str(tmp / "data"), "--symbols", ",".join(SYMBOLS), "--ledger",
-                     str(tmp / "book.db"), "--now", now, "--history-start", str(HISTORY[0].date()), "--retry-wait", "0.001",
+                     str(tmp / "book.db"), "--now", now, "--history-start", str(HISTORY[0].date()),
+                     "--retry-wait", "0.001",
                      *extra, "--", "--run", str(run_dir), "--broker", "sim", "--start", str(LIVE[0].date()),
                      "--ramp-days", "0", "--halt-drawdown", "1.0", "--no-rows"])
     return out, err.getvalue()

@@ -24,7 +24,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -86,8 +86,8 @@ class AlpacaFeed(BarFeed):
         from alpaca.data.requests import CryptoBarsRequest, StockBarsRequest
         from alpaca.data.timeframe import TimeFrame
 
-        start = datetime(first.year, first.month, first.day, tzinfo=timezone.utc) - timedelta(days=1)
-        end = datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=2)
+        start = datetime(first.year, first.month, first.day, tzinfo=UTC) - timedelta(days=1)
+        end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=2)
         if is_crypto:
             try:
                 name = alpaca_pair(symbol)

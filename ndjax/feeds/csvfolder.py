@@ -31,7 +31,8 @@ class CsvFolderFeed(BarFeed):
         except DataError as e:
             raise FeedError(f"{symbol}: {e}") from None
         days = market.dates
-        keep = (days >= np.datetime64(first, "D")) & (days <= np.datetime64(last, "D")) & market.tradable[:, 0].astype(bool)
+        keep = (days >= np.datetime64(first, "D")) & (days <= np.datetime64(last, "D"))
+        keep &= market.tradable[:, 0].astype(bool)
         if not keep.any():
             return empty_bars()
         opened = pd.DatetimeIndex(days[keep]).tz_localize("UTC" if is_crypto else "America/New_York")

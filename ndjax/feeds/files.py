@@ -91,7 +91,8 @@ def folder_lock(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FeedError(f"{folder}: another fetch holds this folder's lock; try again when it has finished") from None
+            raise FeedError(f"{folder}: another fetch holds this folder's lock; try again when it has "
+                            "finished") from None
         yield
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from ndjax.feeds.bars import BarFeed, FeedError
 from ndjax.feeds.final import DEFAULT_SETTLE, utc
-from ndjax.feeds.status import cycle_day, ledger_summary, last_bars
+from ndjax.feeds.status import cycle_day, last_bars, ledger_summary
 from ndjax.feeds.update import SymbolUpdate, update_folder
 
 
@@ -35,7 +35,7 @@ def live_day(folder: str | Path, symbols: Sequence[str] | None, feed: BarFeed, l
     after the ledger's last day. Raises `FeedError` listing the symbols whose fetch failed (the cycle is not run:
     the others' new bars wait in the folder for the next run)."""
     folder = Path(folder)
-    now = utc(now if now is not None else datetime.now(timezone.utc))
+    now = utc(now if now is not None else datetime.now(UTC))
     fetched = update_folder(folder, symbols, feed, now, log=log, settle=settle, through=through, **fetch)
     failed = [r.describe() for r in fetched if r.error]
     if failed:

@@ -49,5 +49,7 @@ def feed_from_args(args: argparse.Namespace) -> BarFeed:
 def fetch_from_args(args: argparse.Namespace, symbols: list[str] | None,
                     log: Callable[[str], None]) -> list[SymbolUpdate]:
     """Update `args.data_dir` as the flags say (`symbols` None or "all": the folder's CSVs)."""
-    return update_folder(args.data_dir, None if symbols == "all" else symbols, feed_from_args(args), args.now, log=log, through=args.through,
-                         settle=timedelta(minutes=args.settle_minutes), refetch=args.refetch, start=args.history_start)
+    chosen = None if symbols == "all" else symbols
+    return update_folder(args.data_dir, chosen, feed_from_args(args), args.now, log=log, through=args.through,
+                         settle=timedelta(minutes=args.settle_minutes), refetch=args.refetch,
+                         start=args.history_start)

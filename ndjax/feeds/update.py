@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,7 @@ def update_folder(folder: str | Path, symbols: Sequence[str] | None, feed: BarFe
     appended to the fetch log and passed, one line each, to `log`. `now` defaults to the clock (UTC)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    now = utc(now if now is not None else datetime.now(timezone.utc))
+    now = utc(now if now is not None else datetime.now(UTC))
     if symbols is None:
         symbols = sorted(p.stem for p in folder.glob("*.csv"))
         if not symbols:
