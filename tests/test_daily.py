@@ -46,14 +46,19 @@ def _server(fake: FakeAlpaca) -> FakeAlpaca:
     return fake
 
 
-def _daily(tmp: Path, run_dir: Path, now: str, *extra: str) -> tuple[object, str]:
+def _daily(tmp: Path, run_dir: Path, now: str, *extra: str, exits: bool = False) -> tuple[object, str]:
+    """daily.py's result (with `exits`: the SystemExit it must end with) and everything it printed."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
-        out = DAILY(["--data-dir", str(tmp / "data"), "--symbols", ",".join(SYMBOLS), "--ledger",
-                     str(tmp / "book.db"), "--now", now, "--history-start", str(HISTORY[0].date()),
-                     "--retry-wait", "0.001",
-                     *extra, "--", "--run", str(run_dir), "--broker", "sim", "--start", str(LIVE[0].date()),
-                     "--ramp-days", "0", "--halt-drawdown", "1.0", "--no-rows"])
+        try:
+            out = DAILY(["--data-dir", str(tmp / "data"), "--symbols", ",".join(SYMBOLS), "--ledger",
+                         str(tmp / "book.db"), "--now", now, "--history-start", str(HISTORY[0].date()),
+                         "--retry-wait", "0.001", *extra, "--", "--run", str(run_dir), "--broker", "sim", "--start",
+                         str(LIVE[0].date()), "--ramp-days", "0", "--halt-drawdown", "1.0", "--no-rows"])
+        except SystemExit as e:
+            if not exits:
+                raise AssertionError(f"daily.py exited ({e.code}):\n{err.getvalue()}") from None
+            out = e
     return out, err.getvalue()
 
 
@@ -186,9 +191,10 @@ def test_thirty_sessions_live_with_faults_equal_the_replay(run_dir, tmp_path, mo
         transcript.append(f"$ daily.py --status\n{status}")
         assert f"last day {LIVE[-1].date()}" in status and "champion: model 1" in status and "ok" in status
         assert f"STK1 {LIVE[-1].date()}" in status and "not halted" in status
-        with pytest.raises(SystemExit) as stale:
-            _daily(tmp_path, run_dir, _at(LIVE[-1] + pd.Timedelta(days=4)), "--status")
-        assert stale.value.code == 2
+        later = _at(LIVE[-1] + pd.Timedelta(days=4))
+        stale, text = _daily(tmp_path, run_dir, later, "--status", exits=True)
+        transcript.append(f"$ daily.py --status --now {later}   # four days later\n{text}\n(exit {stale.code})")
+        assert stale.code == 2 and "4 not run (stale after 1): STALE" in text
     live, replay = _open(tmp_path, "book.db"), _replay(tmp_path, run_dir, "replay.db")
     assert str(LIVE[14].date()) not in (tmp_path / "data" / "STK1.csv").read_text()
     assert len(live.days()) == len(replay.days()) >= 40  # every calendar day: crypto trades on weekends
@@ -216,6 +222,7 @@ def test_thirty_sessions_live_with_a_correction_and_a_split(run_dir, tmp_path, m
     assert split["symbol"] == "STK1" and split["close_ratio"] == pytest.approx(2.0)
     text = "\n".join(transcript)
     assert f"correction: STK0 {LIVE[10].date()} close" in text and "history rewritten: STK1" in text
+    assert "WARNING: STK1's history was rewritten with old/new close 2 (a split?)" in text
     live, replay = _days(_open(tmp_path, "book.db")), _days(_replay(tmp_path, run_dir, "replay.db"))
     assert list(live.index) == list(replay.index)
     rel = ((live - replay).abs() / replay.abs().clip(lower=1.0)).max(axis=1)

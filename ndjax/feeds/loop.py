@@ -17,6 +17,9 @@ from ndjax.feeds.final import DEFAULT_SETTLE, utc
 from ndjax.feeds.status import cycle_day, last_bars, ledger_summary
 from ndjax.feeds.update import SymbolUpdate, update_folder
 
+SPLIT_LOG_RATIO = float(np.log(1.2))
+"""A rewritten history whose closes moved by more than this (log ratio) is a split, not a dividend: warned of."""
+
 
 @dataclasses.dataclass
 class DayOutcome:
@@ -40,6 +43,10 @@ def live_day(folder: str | Path, symbols: Sequence[str] | None, feed: BarFeed, l
     failed = [r.describe() for r in fetched if r.error]
     if failed:
         raise FeedError("no cycle: the fetch failed for " + "; ".join(failed))
+    for r in fetched:
+        if r.rewritten and abs(np.log(r.rewritten["close_ratio"])) > SPLIT_LOG_RATIO:
+            log(f"WARNING: {r.symbol}'s history was rewritten with old/new close {r.rewritten['close_ratio']:.4g} "
+                f"(a split?): the ledger's units are not split-adjusted; check its {r.symbol} position")
     names = [r.symbol for r in fetched]
     day = cycle_day(names, now, settle)
     if through is not None:
