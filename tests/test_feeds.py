@@ -225,6 +225,6 @@ def test_sigkill_mid_fetch_leaves_a_loadable_folder_and_keys_never_reach_disk(tm
         fake.data_faults = [403]
         failed = _script("fetch.py", *common, "--symbols", "STK0", "--now", "2026-12-02T00:00Z", env=env)
         fout, ferr = failed.communicate(timeout=120)
-        assert failed.returncode == 1 and "fetch: STK0: FAILED: STK0: Alpaca data answered HTTP 403" in ferr
+        assert failed.returncode == 1 and "fetch: FAILED: STK0: Alpaca data answered HTTP 403" in ferr
     for text in [out, err, fout, ferr] + [p.read_bytes().decode() for p in tmp_path.rglob("*") if p.is_file()]:
         assert KEY not in text and SECRET not in text

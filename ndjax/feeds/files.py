@@ -59,7 +59,7 @@ def write_bars(folder: Path, symbol: str, bars: pd.DataFrame) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{symbol}.csv.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "w", newline="") as f:
-            out.to_csv(f, index=False, float_format="%.17g")
+            out.to_csv(f, index=False)  # floats as repr: the shortest text that reads back to the same value
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, csv_path(folder, symbol))

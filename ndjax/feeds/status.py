@@ -92,9 +92,10 @@ def loop_status(ledger: str | Path, folder: str | Path, symbols: Sequence[str] |
         lines.append(f"ledger {ledger}: no day recorded yet")
     else:
         d = summary["day"]
+        fees = "estimated from the schedule" if d["fees_estimated"] else "the broker's own"
         lines.append(f"ledger {ledger}: last day {d['date']}, equity {d['equity']:,.2f} (cash {d['cash']:,.2f}), "
                      f"{'HALTED: buys stopped by the kill switch' if d['halted'] else 'not halted'}, fees "
-                     f"{'estimated from the schedule' if d['fees_estimated'] else 'the broker’s own'}")
+                     f"{fees}")
         orders = summary["open_orders"]
         lines.append(f"open orders: {len(orders)}" + "".join(
             f"\n  {o['client_id']}: {o['side']} {o['quantity']:g} {o['symbol']} at {o['limit_price']:g} "

@@ -47,7 +47,8 @@ class SymbolUpdate:
 
     def describe(self) -> str:
         if self.error:
-            return f"{self.symbol}: FAILED: {self.error}"
+            named = self.error.startswith(self.symbol)
+            return f"FAILED: {self.error}" if named else f"{self.symbol}: FAILED: {self.error}"
         parts = [f"+{len(self.added)} bar(s)" + (f" ({self.added[0]}..{self.added[-1]})" if self.added else "")]
         if self.corrections:
             parts.append(f"{len(self.corrections)} correction(s)")
