@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--status", action="store_true", help="print the loop's health and exit (2 when stale)")
     p.add_argument("--stale-sessions", type=int, default=STALE_SESSIONS,
                    help="cycle days due and not run before --status calls the loop stale (default %(default)s)")
+    p.add_argument("--accept-rewrite", default="", help="comma list of symbols whose split-like history rewrite "
+                   "you have seen to (the loop stops on one while the ledger holds the symbol)")
     add_fetch_args(p)
     return p.parse_args(own), paper
 
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None):
                   "--symbols", ",".join(symbols) if symbols else "all"]
         outcome = live_day(args.data_dir, symbols, feed_from_args(args), args.ledger,
                            lambda day: _paper_main()([*paper, *passed, "--through", day]), now, settle=settle,
-                           through=args.through, log=log, refetch=args.refetch, start=args.history_start)
+                           through=args.through, log=log, refetch=args.refetch, start=args.history_start,
+                           accept=[s.strip() for s in args.accept_rewrite.split(",") if s.strip()])
     except ValueError as e:  # FeedError and the flags' own: one line
         raise SystemExit("daily: " + " ".join(str(e).split())) from None
     return outcome

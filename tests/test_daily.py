@@ -113,10 +113,18 @@ def _live(tmp: Path, run_dir: Path, fake: FakeAlpaca, events: dict[int, str], tr
         if event == "split":  # 2:1 on this session: Alpaca's adjusted history halves every STK1 price
             for b in fake.bars["STK1"]:
                 b.update(o=b["o"] / 2, h=b["h"] / 2, l=b["l"] / 2, c=b["c"] / 2, v=b["v"] * 2)
-        fake.now = _at(day)
+        fake.now, extra = _at(day), ()
+        if event == "split":  # the loop stops: the ledger holds STK1 units it does not split-adjust
+            stopped, log = _daily(tmp, run_dir, fake.now, exits=True)
+            transcript.append(f"$ daily.py --now {fake.now}\n{log}{stopped.code}\n(exit 1)")
+            assert "daily: no cycle: STK1's history was rewritten with old/new close 2 from" in stopped.code
+            assert "--accept-rewrite STK1" in stopped.code
+            again, log = _daily(tmp, run_dir, fake.now, exits=True)  # and stays stopped until accepted
+            assert "no cycle: STK1's history" in again.code
+            extra = ("--accept-rewrite", "STK1")
         seen = len(fake.requests)
-        out, log = _daily(tmp, run_dir, fake.now)
-        transcript.append(f"$ daily.py --now {fake.now}\n{log}")
+        out, log = _daily(tmp, run_dir, fake.now, *extra)
+        transcript.append(f"$ daily.py --now {fake.now} {' '.join(extra)}\n{log}")
         reasons.append(out.reason)
         assert out.through == stamp, log
         if event == "faults":
@@ -206,9 +214,10 @@ def test_thirty_sessions_live_with_faults_equal_the_replay(run_dir, tmp_path, mo
 
 
 def test_thirty_sessions_live_with_a_correction_and_a_split(run_dir, tmp_path, monkeypatch, quick_paper):
-    """A close corrected the next morning, and a 2:1 split rewriting STK1's history: both are logged; the live
-    ledger equals the replay over the final bars on every day before the first changed input and differs from
-    there (the loop traded on the close first published, and on the unadjusted history before the split)."""
+    """A close corrected the next morning, and a 2:1 split rewriting STK1's history: both are logged, and the split
+    stops the loop (the ledger holds STK1 units it does not split-adjust) until it is accepted; the live ledger
+    equals the replay over the final bars on every day before the first changed input and differs from there (the
+    loop traded on the close first published, and on the unadjusted history before the split)."""
     transcript: list[str] = []
     with _server(FakeAlpaca()) as fake:
         monkeypatch.setenv("APCA_API_KEY_ID", KEY)
@@ -222,7 +231,7 @@ def test_thirty_sessions_live_with_a_correction_and_a_split(run_dir, tmp_path, m
     assert split["symbol"] == "STK1" and split["close_ratio"] == pytest.approx(2.0)
     text = "\n".join(transcript)
     assert f"correction: STK0 {LIVE[10].date()} close" in text and "history rewritten: STK1" in text
-    assert "WARNING: STK1's history was rewritten with old/new close 2 (a split?)" in text
+    assert "STK1: the rewritten history accepted" in text
     live, replay = _days(_open(tmp_path, "book.db")), _days(_replay(tmp_path, run_dir, "replay.db"))
     assert list(live.index) == list(replay.index)
     rel = ((live - replay).abs() / replay.abs().clip(lower=1.0)).max(axis=1)

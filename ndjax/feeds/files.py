@@ -96,6 +96,18 @@ def folder_lock(folder: Path) -> Iterator[None]:
         yield
 
 
+def read_log(folder: Path) -> list[dict[str, Any]]:
+    """The fetch log's records, oldest first (a line a killed run left half written is skipped)."""
+    path = folder / LOG_NAME
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(json.loads(line))
+    return out
+
+
 def append_log(folder: Path, records: list[dict[str, Any]]) -> None:
     """Append records to the folder's fetch log (one JSON object a line)."""
     if records:

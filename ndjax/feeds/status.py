@@ -26,8 +26,8 @@ STALE_SESSIONS = 1
 
 
 def ledger_summary(path: str | Path) -> dict[str, Any] | None:
-    """The ledger's last day (`date, equity, cash, halted, fees_estimated`), its open orders and its champion
-    (None if the file does not exist or holds no day yet)."""
+    """The ledger's last day (`date, equity, cash, halted, fees_estimated`), its open orders, its champion and the
+    units it held that day (None if the file does not exist or holds no day yet)."""
     path = Path(path)
     if not path.exists():
         return None
@@ -42,13 +42,16 @@ def ledger_summary(path: str | Path) -> dict[str, Any] | None:
             orders = [dict(r) for r in conn.execute(
                 f"SELECT client_id, symbol, side, quantity, limit_price, status FROM orders WHERE status NOT IN "
                 f"({terminal}) ORDER BY client_id")]
+            held = {r["symbol"]: r["quantity"] for r in conn.execute(
+                "SELECT symbol, quantity FROM positions WHERE date = ?", (day["date"],)) if r["quantity"]}
             champion = conn.execute("SELECT * FROM models WHERE decision = 'promoted' ORDER BY id DESC LIMIT 1"
                                     ).fetchone()
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
         raise FeedError(f"{path}: cannot read the ledger ({e})") from None
-    return {"day": dict(day), "open_orders": orders, "champion": dict(champion) if champion else None}
+    return {"day": dict(day), "open_orders": orders, "champion": dict(champion) if champion else None,
+            "held": held}
 
 
 def cycle_day(symbols: Sequence[str], now: Any, settle: timedelta = DEFAULT_SETTLE) -> np.datetime64:
