@@ -41,8 +41,8 @@ def _hold_for_splits(folder: Path, summary: dict | None, accept: Sequence[str], 
         raise FeedError("no cycle: " + "; ".join(
             f"{s}'s history was rewritten with old/new close {pending[s]['close_ratio']:.4g} from "
             f"{pending[s]['first_changed']} (a split?) while the ledger holds {q:g} units, which it does not "
-            f"split-adjust" for s, q in held.items()) + "; correct the book, then run again with --accept-rewrite "
-            + ",".join(held))
+            f"split-adjust (the book would show a false loss or gain on them)" for s, q in held.items())
+            + "; once you have seen to it, run again with --accept-rewrite " + ",".join(held))
 
 
 @dataclasses.dataclass
