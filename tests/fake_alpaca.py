@@ -5,13 +5,20 @@ response shapes alpaca-py's models parse (ids are UUIDs, money fields strings, t
 Like Alpaca: a new account holds $100,000 in cash; cancelling is asynchronous (the order shows pending_cancel for
 `cancel_reads` reads, then canceled), and a fill can land meanwhile (`fill_on_cancel`); the crypto fee is taken in
 the asset received (a buy of q coins adds q (1 - crypto_fee) to the position, a sale pays it in dollars); an order
-in `refuse` is refused with HTTP 403."""
+in `refuse` is refused with HTTP 403.
+
+Market data (stock and crypto daily bars, `bars` keyed by Alpaca's symbol: `STK0`, `CRY0/USD`): only bars that
+have opened by `now` are answered (None: all), a bar in `partial` is answered with those values instead (a bar
+still forming), `data_faults` answers the next data requests with those HTTP codes, one each, and `data_delay`
+slows each data request."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -27,6 +34,11 @@ class FakeAlpaca:
         self.crypto_fee, self.cancel_reads = crypto_fee, cancel_reads
         self.fill_on_cancel: dict[str, tuple[float, float]] = {}  # client id -> (units, price) filled as it cancels
         self.refuse: dict[str, str] = {}  # client id -> the reason its submission is refused
+        self.bars: dict[str, list[dict]] = {}  # Alpaca symbol -> [{"t", "o", "h", "l", "c", "v"}], oldest first
+        self.now: str | None = None
+        self.partial: dict[tuple[str, str], dict] = {}  # (symbol, t) -> the values answered while it forms
+        self.data_faults: list[int] = []
+        self.data_delay = 0.0  # seconds each data request waits before it is answered
         self.lock = threading.Lock()
         fake = self
 
@@ -44,6 +56,8 @@ class FakeAlpaca:
 
             def _route(self, method: str):
                 url = urlparse(self.path)
+                if fake.data_delay and url.path.endswith("/bars"):
+                    time.sleep(fake.data_delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 with fake.lock:
@@ -75,6 +89,8 @@ class FakeAlpaca:
     # --------------------------------------------------------------------------------- the API subset
 
     def handle(self, method: str, path: str, query: dict, body: dict | None):
+        if method == "GET" and path in ("/v2/stocks/bars", "/v1beta3/crypto/us/bars"):
+            return self._bars(query)
         if method == "GET" and path == "/v2/account":
             return 200, {"id": str(uuid.uuid4()), "account_number": "PA0NDJAX", "status": "ACTIVE",
                          "currency": "USD", "cash": repr(self.cash), "equity": repr(self.cash)}
@@ -119,6 +135,23 @@ class FakeAlpaca:
             return 204, None
         return 404, {"code": 40400000, "message": f"no route {method} {path}"}
 
+    def _bars(self, query: dict):
+        """Daily bars of the symbols asked for, from `start` through `end` (ISO times), as revealed by `now`."""
+        if self.data_faults:
+            code = self.data_faults.pop(0)
+            return code, {"code": code * 100000, "message": f"fault {code} injected by the test"}
+        if query.get("timeframe", [""])[0] != "1Day":
+            return 422, {"code": 42210000, "message": "only 1Day bars here"}
+        start, end = (_instant(query[k][0]) for k in ("start", "end"))
+        now = _instant(self.now) if self.now else None
+        out = {}
+        for symbol in query["symbols"][0].split(","):
+            chosen = [self.partial.get((symbol, b["t"]), b) for b in self.bars.get(symbol, [])
+                      if start <= _instant(b["t"]) <= end and (now is None or _instant(b["t"]) <= now)]
+            if chosen:
+                out[symbol] = [{"n": 1, "vw": b["c"], **b} for b in chosen]
+        return 200, {"bars": out, "next_page_token": None}
+
     def _read(self, o: dict) -> dict:
         """An order as a read returns it: one being cancelled turns canceled after `cancel_reads` reads."""
         if o["status"] == "pending_cancel":
@@ -150,3 +183,7 @@ class FakeAlpaca:
             o = next(o for o in self.orders.values() if o["client_order_id"] == client_id)
             qty = float(o["qty"]) - float(o["filled_qty"]) if qty is None else qty
             self._fill(o, qty, float(o["limit_price"]) if price is None else price)
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -37,6 +37,11 @@ LAYERS: dict[str, int] = {
     "ndjax.paper.trade": 24,
     # flags for the scripts in experiments/
     "ndjax.cli": 21,
+    # the live loop's daily bars: a bar frame and when a bar is final -> the folder's files -> updating it from a
+    # feed -> the CSV and Alpaca feeds -> the fetch flags -> the daily loop and its health
+    "ndjax.feeds.bars": 2, "ndjax.feeds.final": 2, "ndjax.feeds.files": 3, "ndjax.feeds.update": 4,
+    "ndjax.feeds.csvfolder": 5, "ndjax.feeds.alpaca": 5, "ndjax.feeds.options": 6, "ndjax.feeds.loop": 23,
+    "ndjax.feeds.status": 22,
 }
 """Each module's layer: a module imports only from strictly lower layers."""
 

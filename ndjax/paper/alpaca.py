@@ -23,6 +23,7 @@ import os
 from collections.abc import Sequence
 
 from ndjax.dynamics import ALPACA_CRYPTO_MAKER_FEE
+from ndjax.feeds.bars import alpaca_pair
 from ndjax.paper.broker import Book, Broker, BrokerError, Order, OrderStatus
 
 MIN_NOTIONAL = {"stock": 1.0, "crypto": 1.0}
@@ -33,12 +34,11 @@ MAX_CLIENT_ID = 48
 
 
 def _pair(symbol: str) -> str:
-    """`BTC-USD` / `BTCUSD` / `ETH-USDT` -> `BTC/USD` / `ETH/USDT` (Alpaca's order symbol for crypto)."""
-    s = symbol.upper().replace("-", "").replace("/", "")
-    for quote in ("USDT", "USDC", "USD"):
-        if s.endswith(quote) and len(s) > len(quote):
-            return f"{s[: -len(quote)]}/{quote}"
-    raise BrokerError(f"alpaca: cannot map crypto symbol {symbol!r} to a pair")
+    """`BTC-USD` -> `BTC/USD` (`ndjax.feeds.bars.alpaca_pair`), a `BrokerError` if it has no pair."""
+    try:
+        return alpaca_pair(symbol)
+    except ValueError as e:
+        raise BrokerError(f"alpaca: {e}") from None
 
 
 def _tick(price: float, crypto: bool) -> float:
