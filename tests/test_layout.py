@@ -19,7 +19,8 @@ LAYERS: dict[str, int] = {
     "ndjax.observation": 6, "ndjax.targets": 7, "ndjax.policy": 8, "ndjax.sim": 9, "ndjax.loss": 10,
     "ndjax.metrics": 11,
     # reference strategies and reports
-    "ndjax.baselines": 12, "ndjax.classical": 12, "ndjax.oracle": 12, "ndjax.report.plots": 12, "ndjax.report.tables": 13,
+    "ndjax.baselines": 12, "ndjax.classical": 12, "ndjax.oracle": 12, "ndjax.report.plots": 12,
+    "ndjax.report.tables": 13,
     "ndjax.report.writers": 14,
     # training
     "ndjax.train.config": 15, "ndjax.train.checkpoints": 15, "ndjax.train.trainer": 16, "ndjax.train.sharding": 16,

@@ -22,7 +22,8 @@ def _path(rng: np.random.Generator, t: int, n: int) -> StepInfo:
                     leverage=rng.uniform(0, 2, t), leverage_cost=rng.uniform(0, 1e-4, t) * prev,
                     fees=rng.uniform(0, 1e-4, t) * prev, traded_notional=rng.uniform(0, 0.1, t) * prev,
                     margin_call=(rng.random(t) < 0.05).astype(float), forced_notional=np.zeros(t),
-                    buy_fill=(rng.random((t, n)) < 0.7).astype(float), sell_fill=(rng.random((t, n)) < 0.7).astype(float),
+                    buy_fill=(rng.random((t, n)) < 0.7).astype(float),
+                    sell_fill=(rng.random((t, n)) < 0.7).astype(float),
                     buy_order_qty=asset(), sell_order_qty=asset(), buy_qty=asset(), sell_qty=asset(),
                     forced_qty=np.zeros((t, n)), inventory=asset())
 
