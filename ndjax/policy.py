@@ -25,8 +25,6 @@ from ndjax.dynamics import Action
 from ndjax.observation import BOOK_FEATURES, Observation, PolicyApply
 from ndjax.targets import project_budget, target_action
 
-LOG_VOL = FEATURE_NAMES.index("log_vol")
-
 
 @dataclass(frozen=True)
 class PolicyConfig:
@@ -36,10 +34,6 @@ class PolicyConfig:
     fraction of equity, starting at `w_cap * sigmoid(w_bias)`), scaled down together when the book would need more
     than the initial margin allows; `targets.target_action` turns it into limit orders at the previous close.
     `pooled` also feeds the head the mean embedding over assets (cross-asset context).
-    With `vol_target > 0` the head is a risk budget: the weight is further multiplied by
-    `min(vol_target / sigma, vol_scale_cap)`, `sigma` the asset's EWMA vol forecast annualised with 252 bars
-    (the `log_vol` feature, which the encoder passes through to the head), so exposure falls when vol rises
-    without the network having to learn it.
     """
 
     model: str = "mlp"  # "mlp" | "transformer"
@@ -52,8 +46,6 @@ class PolicyConfig:
     w_cap: float = 1.0
     w_bias: float = -1.5
     pooled: bool = False
-    vol_target: float = 0.0
-    vol_scale_cap: float = 2.0
 
     def __post_init__(self) -> None:
         if self.model not in ("transformer", "mlp"):
@@ -62,9 +54,6 @@ class PolicyConfig:
             raise ValueError(f"PolicyConfig.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.lookback < 1:
             raise ValueError(f"PolicyConfig.lookback: must be >= 1, got {self.lookback}")
-        if self.vol_target < 0 or not self.vol_scale_cap > 0:
-            raise ValueError(f"PolicyConfig.vol_target: must be >= 0 with vol_scale_cap > 0, got {self.vol_target}, "
-                             f"{self.vol_scale_cap}")
         if not self.w_cap > 0:
             raise ValueError(f"PolicyConfig.w_cap: must be > 0, got {self.w_cap}")
 
@@ -153,13 +142,7 @@ class Policy(nnx.Module):
         self.head_out.bias[...] = jnp.array([cfg.w_bias])
 
     def encode(self, features: jax.Array, valid: jax.Array | None = None) -> jax.Array:
-        """Market embedding per day and asset.  features (T, N, F), valid (T, N) -> (T, N, D), or (T, N, D + 1)
-        with `vol_target` (the last column: the `log_vol` feature as it came in)."""
-        if self.cfg.vol_target > 0:
-            return jnp.concatenate([self._encode(features, valid), features[..., LOG_VOL, None]], axis=-1)
-        return self._encode(features, valid)
-
-    def _encode(self, features: jax.Array, valid: jax.Array | None) -> jax.Array:
+        """Market embedding per day and asset.  features (T, N, F), valid (T, N) -> (T, N, D)."""
         x = self.embed(features)
         if valid is None:
             valid = jnp.ones(features.shape[:2], bool)
@@ -177,16 +160,11 @@ class Policy(nnx.Module):
     def decide(self, obs: Observation) -> Action:
         """Limit orders for the next bar from one observation: embedding row (N, D), book (N, 3), the marks and
         the margin rules (`observe(..., params)`)."""
-        market = obs.market[..., :self.cfg.d_model]
-        parts = [market, obs.book]
+        parts = [obs.market, obs.book]
         if self.cfg.pooled:
-            parts.insert(1, jnp.broadcast_to(jnp.mean(market, axis=-2, keepdims=True), market.shape))
+            parts.insert(1, jnp.broadcast_to(jnp.mean(obs.market, axis=-2, keepdims=True), obs.market.shape))
         z = self.head_out(jax.nn.gelu(self.head_in(jnp.concatenate(parts, axis=-1))))[..., 0]
-        weight = self.cfg.w_cap * jax.nn.sigmoid(z)
-        if self.cfg.vol_target > 0:
-            sigma = jnp.exp(obs.market[..., self.cfg.d_model]) * jnp.sqrt(252.0)
-            weight = weight * jnp.minimum(self.cfg.vol_target / sigma, self.cfg.vol_scale_cap)
-        target = project_budget(weight, obs.margin_rate)
+        target = project_budget(self.cfg.w_cap * jax.nn.sigmoid(z), obs.margin_rate)
         return target_action(target, obs, obs.margin_rate, obs.maker_fee)
 
 

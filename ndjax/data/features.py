@@ -31,7 +31,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "tradable",  # 0/1: the asset has a bar today
 )
 PASSTHROUGH_FEATURES: tuple[str, ...] = (
-    "log_vol",
     "z_1",
     "z_5",
     "z_20",
@@ -44,8 +43,7 @@ PASSTHROUGH_FEATURES: tuple[str, ...] = (
     "tradable",
 )
 """Features the `Normalizer` leaves as they are (already standardised by the vol forecast, bounded, categorical or
-calendar, and the log vol forecast itself, so a vol-targeting head reads the forecast): their scale means the same
-for every asset, so a model trades symbols it was not trained on."""
+calendar): their scale means the same for every asset, so a model trades symbols it was not trained on."""
 
 _RETURN_LAGS = (1, 5, 20)
 _PRICE_FEATURES = 5
