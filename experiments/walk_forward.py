@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default="../shared/data/long", help="folder of daily CSVs")
     p.add_argument("--symbols", help="comma list, or 'all' (default: every file)")
     p.add_argument("--start", help="first date of every fold's training data (default: the data's first day)")
-    p.add_argument("--first-test", type=int, default=2005, help="year of the first yearly test fold")
+    p.add_argument("--first-test", type=int, default=2005,
+                   help="year of the first yearly test fold (later if the data start too late to train for it)")
     p.add_argument("--tests", help="explicit first days of the test folds instead of yearly ones; each test ends "
                                    "the day before the next (the last: the data's end)")
     p.add_argument("--only", help="comma list of test years to run (a cheap screen on a subset of the folds)")
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     try:
         market = spec.source.load()
-        tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test)
+        tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test, args.val_days)
         folds = make_folds(market.dates, tests, args.val_days)
         if args.only:
             folds = [f for f in folds if f.test_start[:4] in args.only.split(",")]

@@ -30,6 +30,16 @@ def test_folds_are_contiguous_and_causal():
         make_folds(dates, ["2027-01-01"])
 
 
+def test_yearly_tests_start_where_a_fold_can_train():
+    from ndjax.runs.folds import yearly_tests
+
+    dates = np.arange(np.datetime64("2020-01-02"), np.datetime64("2026-03-10"))
+    assert yearly_tests(dates, 2005) == [f"{y}-01-01" for y in range(2022, 2027)]  # 2021: 180 + 250 days do not fit
+    assert yearly_tests(dates, 2024) == ["2024-01-01", "2025-01-01", "2026-01-01"]
+    with pytest.raises(DataError, match="no test year from 2027"):
+        yearly_tests(dates, 2027)
+
+
 def test_drawdown_target():
     assert drawdown_target(0.30, 0.24) == (0.24, False)  # max(buy and hold's, 20 %)
     assert drawdown_target(0.24, 0.24) == (0.24, True)

@@ -55,12 +55,17 @@ def make_folds(dates: np.ndarray, test_starts: list[str], val_days: int = 180, m
     return folds
 
 
-def yearly_tests(dates: np.ndarray, first_year: int) -> list[str]:
-    """First days of one test per calendar year, from `first_year` to the year of the data's last date `dates (T,)`."""
+def yearly_tests(dates: np.ndarray, first_year: int, val_days: int = 180, min_train_days: int = 250) -> list[str]:
+    """First days of one test per calendar year, from `first_year` (or the first year whose fold has `val_days`
+    of validation and `min_train_days` of training after the data's first date) to the year of the last date of
+    `dates (T,)`."""
     last = int(str(dates[-1])[:4])
-    if first_year > last:
-        raise DataError(f"walk-forward: first test year {first_year} is after the data's end {dates[-1]}")
-    return [f"{y}-01-01" for y in range(first_year, last + 1)]
+    starts = [np.datetime64(f"{y}-01-01") for y in range(first_year, last + 1)]
+    starts = [d for d in starts if d - val_days - dates[0] >= min_train_days]
+    if not starts:
+        raise DataError(f"walk-forward: no test year from {first_year} leaves {min_train_days} training and {val_days} "
+                        f"validation days in the data ({dates[0]} .. {dates[-1]})")
+    return [str(d) for d in starts]
 
 
 def fold_universe(spec: JobSpec, fold: Fold) -> tuple[str, ...] | None:
