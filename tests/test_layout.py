@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     "ndjax.train.loop": 17, "ndjax.train.sweep": 17,
     # runs: the folder, evaluation, planning, the main job, walk-forward folds
     "ndjax.runs.folder": 18, "ndjax.runs.positions": 19, "ndjax.runs.evaluate": 19, "ndjax.runs.plan": 20,
-    "ndjax.runs.job": 20, "ndjax.runs.folds": 21,
+    "ndjax.runs.job": 20, "ndjax.runs.chain": 11, "ndjax.runs.folds": 21,
     # paper trading: the broker interface and controls -> ledger, brokers -> the cycle, its report -> retraining
     "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,
     "ndjax.paper.alpaca": 22, "ndjax.paper.cycle": 23, "ndjax.paper.report": 23, "ndjax.paper.retrain": 24,
