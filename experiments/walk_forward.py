@@ -1,19 +1,27 @@
-"""Walk-forward on real data: rolling folds, each trained on what came before its test period.
+"""Walk-forward on real data: one test per calendar year, each fold trained on every bar before its validation.
 
-    python experiments/walk_forward.py --data-dir ../shared/data/daily
-    python experiments/walk_forward.py --data-dir D --tests 2022-01-01,2023-01-01,2024-01-01,2025-01-01 --val-days 180
+    python experiments/walk_forward.py                                   # ../shared/data/long, tests 2005 .. end
+    python experiments/walk_forward.py --data-dir ../shared/data/daily --first-test 2022
+    python experiments/walk_forward.py --only 2008,2018,2022 --steps 200    # a cheap screen on three folds
 
-Default folds test 2022, 2023, 2024 and 2025 to the data's end, trained from --start. Each fold is the main job
-(its configuration, `JobSpec` defaults, with --steps etc. overridable) on the market cut at the fold's end.
-Prints a per-fold table against buy and hold (1x) and cash, an aggregate, the drawdown check (no fold may
-draw down more than max(1.5 x buy and hold's drawdown, 25 %)), and writes walk_forward.csv and
-walk_forward.png (every fold's equity) into --out.
+Default folds: a test per calendar year from --first-test to the data's end (the last fold runs to the end),
+validation the --val-days calendar days before each test, training every row from --start (default: the data's
+first day) to the validation (an expanding window). Each fold is the main job (`JobSpec` defaults but 300 steps,
+flags overridable) on the market cut at the fold's test end, over the symbols listed before its test. Beside the
+policy, every fold runs buy and hold (1x), `trend` and `inverse_vol` (`ndjax/classical.py`) and cash through the
+same transition on the same bars.
+
+Writes into --out: walk_forward.json (`{"folds": [{name, test_start, test_end, stats: {strategy: PathStats}}],
+"concatenated": {strategy: PathStats}}`, the concatenated figures from the chained out-of-sample daily returns),
+walk_forward.csv (a row per fold and strategy, then the concatenated rows) and walk_forward.png (chained equity on
+a log scale, drawdowns, the policy's gross exposure). Prints the table and the issue's targets, met or missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,53 +29,100 @@ from pathlib import Path
 import numpy as np
 
 from ndjax.cli import add_fields, from_fields, parse_symbols
+from ndjax.data.market import DataError
 from ndjax.data.source import MarketSource
+from ndjax.metrics import drawdown, summary
 from ndjax.policy import PolicyConfig
-from ndjax.runs.folds import drawdown_target, fold_universe, make_folds, run_fold
+from ndjax.runs.chain import chain_paths, rows_per_year
+from ndjax.runs.folder import load_config
+from ndjax.runs.folds import drawdown_target, fold_classical, fold_universe, make_folds, run_fold, yearly_tests
 from ndjax.runs.job import JobSpec
 from ndjax.train.config import HParams, TrainConfig
+
+STRATEGIES = ("policy", "buy_and_hold", "trend", "inverse_vol", "cash")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", required=True, help="folder of daily CSVs")
+    p.add_argument("--data-dir", default="../shared/data/long", help="folder of daily CSVs")
     p.add_argument("--symbols", help="comma list, or 'all' (default: every file)")
-    p.add_argument("--start", default="2020-01-01", help="first date of every fold's training data")
-    p.add_argument("--tests", default="2022-01-01,2023-01-01,2024-01-01,2025-01-01",
-                   help="first day of each fold's test; each test ends the day before the next "
-                        "(the last: the data's end)")
+    p.add_argument("--start", help="first date of every fold's training data (default: the data's first day)")
+    p.add_argument("--first-test", type=int, default=2005,
+                   help="year of the first yearly test fold (later if the data start too late to train for it)")
+    p.add_argument("--tests", help="explicit first days of the test folds instead of yearly ones; each test ends "
+                                   "the day before the next (the last: the data's end)")
+    p.add_argument("--only", help="comma list of test years to run (a cheap screen on a subset of the folds)")
     p.add_argument("--val-days", type=int, default=180, help="calendar days of validation before each test")
     add_fields(p.add_argument_group("policy"), PolicyConfig, skip={"n_features"})
     add_fields(p.add_argument_group("training"), TrainConfig, skip={"policy", "periods_per_year"})
     add_fields(p.add_argument_group("hyperparameters"), HParams)
+    p.set_defaults(steps=300)  # 22 yearly folds inside the 30-minute budget on 2 cores (the main job trains 400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/walk_forward")
     p.add_argument("--overwrite", action="store_true", help="retrain folds whose folders hold an earlier run")
     return p.parse_args(argv)
 
 
-def plot(path: Path, curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+def plot(path: Path, dates: np.ndarray, chained: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.5), squeeze=False)
-    for ax, (name, dates, policy, hold) in zip(axes[0], curves):
-        x = dates.astype("datetime64[D]").astype(object)
-        ax.plot(x, policy, label="policy")
-        ax.plot(x, hold, label="buy and hold (1x)", alpha=0.8)
-        ax.set_title(name)
+    x = dates.astype("datetime64[D]").astype(object)
+    fig, (eq, dd, lev) = plt.subplots(3, 1, figsize=(11, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1.5, 1]})
+    for name, info in chained.items():
+        eq.plot(x, info.equity, label=name, lw=1.6 if name == "policy" else 1.0)
+        dd.plot(x, -np.asarray(drawdown(info.equity, info.prev_equity[0])), lw=1.6 if name == "policy" else 0.8)
+    eq.set_yscale("log")
+    eq.set_ylabel("equity (start = 1, log)")
+    eq.legend(fontsize=8, ncol=5)
+    dd.set_ylabel("drawdown")
+    lev.plot(x, chained["policy"].leverage, color="C0", lw=0.8)
+    lev.set_ylabel("policy gross")
+    for ax in (eq, dd, lev):
         ax.grid(alpha=0.3)
-        ax.tick_params(axis="x", labelrotation=45)
-    axes[0][0].set_ylabel("equity (start = 1)")
-    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def check_targets(folds: list[dict], concat: dict) -> list[tuple[str, str, bool]]:
+    """The issue's targets: (what, the measured figure against its limit, met)."""
+    out = []
+    bad = [f["name"] for f in folds if not drawdown_target(f["stats"]["policy"]["max_drawdown"],
+                                                           f["stats"]["buy_and_hold"]["max_drawdown"])[1]]
+    out.append(("every fold's drawdown <= max(B&H's, 20 %)", f"{len(folds) - len(bad)}/{len(folds)} folds"
+                + (f" (missed: {', '.join(bad)})" if bad else ""), not bad))
+    p, h = concat["policy"], concat["buy_and_hold"]
+    out.append(("concatenated max drawdown <= 0.6 x B&H's", f"{p['max_drawdown']:.1%} vs {0.6 * h['max_drawdown']:.1%}",
+                p["max_drawdown"] <= 0.6 * h["max_drawdown"]))
+    best = max(("buy_and_hold", "trend", "inverse_vol"), key=lambda k: concat[k]["sortino"])
+    out.append(("concatenated Sortino >= best of B&H, trend, inverse_vol",
+                f"{p['sortino']:.2f} vs {concat[best]['sortino']:.2f} ({best})",
+                p["sortino"] >= concat[best]["sortino"]))
+    out.append(("mean gross exposure >= 0.5x", f"{p['mean_leverage']:.2f}x", p["mean_leverage"] >= 0.5))
+    out.append(("zero margin calls", f"{p['margin_calls']:.0f}", p["margin_calls"] == 0))
+    return out
+
+
+def print_report(folds: list[dict], concat: dict) -> None:
+    short = {"policy": "policy", "buy_and_hold": "B&H", "trend": "trend", "inverse_vol": "inv-vol"}
+    head = f"{'fold':<25}" + "".join(f"| {short[k] + ' ret':>11}{'Sortino':>8}{'MaxDD':>7} " for k in short)
+    print(f"\n{head}| {'lev m/x':>9} {'calls':>5} | DD check")
+    for f in folds + [{"name": "concatenated", "stats": concat}]:
+        s = f["stats"]
+        line = f"{f['name']:<25}" + "".join(f"| {s[k]['total_return'] * 100:>10.1f}%{s[k]['sortino']:>8.2f}"
+                                           f"{s[k]['max_drawdown'] * 100:>6.1f}% " for k in short)
+        limit, ok = drawdown_target(s["policy"]["max_drawdown"], s["buy_and_hold"]["max_drawdown"])
+        print(line + f"| {s['policy']['mean_leverage']:>4.2f}/{s['policy']['max_leverage']:<4.2f} "
+              f"{s['policy']['margin_calls']:>5.0f} | {'OK' if ok else 'MISSED'} ({limit:.0%})")
+    print("\ntargets:")
+    for what, figure, ok in check_targets(folds, concat):
+        print(f"  {'MET   ' if ok else 'MISSED'} {what}: {figure}")
+
+
+def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     out = Path(args.out)
     chosen = parse_symbols(args.symbols)
@@ -78,10 +133,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     t0 = time.perf_counter()
     try:
         market = spec.source.load()
-        folds = make_folds(market.dates, args.tests.split(","), args.val_days)
-    except ValueError as e:
+        tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test, args.val_days)
+        folds = make_folds(market.dates, tests, args.val_days)
+        if args.only:
+            folds = [f for f in folds if f.test_start[:4] in args.only.split(",")]
+    except (ValueError, DataError) as e:
         raise SystemExit(f"walk_forward: {e}") from None
-    rows, curves = [], []
+    report, pieces, dates = [], {k: [] for k in STRATEGIES}, []
     for fold in folds:
         universe = fold_universe(spec, fold)
         later = sorted(set(market.symbols) - set(universe))
@@ -90,40 +148,34 @@ def main(argv: list[str] | None = None) -> list[dict]:
               file=sys.stderr, flush=True)
         result = run_fold(spec, fold, out / fold.name.replace(" ", ""), rows=False, progress=False,
                           overwrite=args.overwrite)
-        row = {"fold": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,
-               "train_seconds": round(result.train_seconds, 1)}
-        for name in ("policy", "buy_and_hold", "cash"):
-            st = result.stats[name]
-            row.update({f"{name}_{k}": float(getattr(st, k)) for k in ("total_return", "sortino", "max_drawdown",
-                                                                          "mean_leverage", "max_leverage",
-                                                                          "margin_calls")})
-        row["dd_limit"], row["dd_ok"] = drawdown_target(row["policy_max_drawdown"], row["buy_and_hold_max_drawdown"])
-        rows.append(row)
-        curves.append((fold.name, np.asarray(result.dates), np.asarray(result.paths["policy"].equity),
-                       np.asarray(result.paths["buy_and_hold"].equity)))
-    print(f"\n{'fold':<26}{'policy ret':>11}{'Sortino':>8}{'MaxDD':>7}{'lev m/x':>11}{'calls':>6} | "
-          f"{'B&H ret':>8}{'Sortino':>8}{'MaxDD':>7} | {'DD limit':>8}  check")
-    for r in rows:
-        print(f"{r['fold']:<26}{r['policy_total_return'] * 100:>10.1f}%{r['policy_sortino']:>8.2f}"
-              f"{r['policy_max_drawdown'] * 100:>6.1f}%{r['policy_mean_leverage']:>6.2f}"
-              f"/{r['policy_max_leverage']:<4.2f}"
-              f"{r['policy_margin_calls']:>6.0f} | {r['buy_and_hold_total_return'] * 100:>7.1f}%"
-              f"{r['buy_and_hold_sortino']:>8.2f}{r['buy_and_hold_max_drawdown'] * 100:>6.1f}% | "
-              f"{r['dd_limit'] * 100:>7.1f}%  {'OK' if r['dd_ok'] else 'EXCEEDED'}")
-    compound = lambda key: float(np.prod([1 + r[key] for r in rows]) - 1)  # noqa: E731
-    print(f"{'all folds (compounded)':<26}{compound('policy_total_return') * 100:>10.1f}%"
-          f"{np.mean([r['policy_sortino'] for r in rows]):>8.2f}{'':>24} | "
-          f"{compound('buy_and_hold_total_return') * 100:>7.1f}%"
-          f"{np.mean([r['buy_and_hold_sortino'] for r in rows]):>8.2f}"
-          f"{'':>7} |           {sum(r['dd_ok'] for r in rows)}/{len(rows)} folds within the drawdown limit")
+        paths = {**result.paths, **fold_classical(spec, fold, result)}
+        ppy = load_config(result.run_dir).periods_per_year
+        report.append({"name": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,
+                       "train_seconds": round(result.train_seconds, 1),
+                       "stats": {k: summary(paths[k], ppy).as_dict() for k in STRATEGIES}})
+        for k in STRATEGIES:
+            pieces[k].append((universe, paths[k]))
+        dates.append(np.asarray(result.dates))
+    chained = {k: chain_paths(pieces[k])[1] for k in STRATEGIES}
+    all_dates = np.concatenate(dates)
+    concat = {k: summary(chained[k], rows_per_year(all_dates)).as_dict() for k in STRATEGIES}
+    print_report(report, concat)
     out.mkdir(parents=True, exist_ok=True)
+    doc = {"folds": report, "concatenated": concat,
+           "targets": [{"target": w, "measured": f, "met": bool(ok)} for w, f, ok in check_targets(report, concat)]}
+    (out / "walk_forward.json").write_text(json.dumps(doc, indent=1))
+    names = list(concat["policy"])
     with open(out / "walk_forward.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    plot(out / "walk_forward.png", curves)
-    print(f"\n{len(rows)} folds in {time.perf_counter() - t0:.0f} s; wrote {out}/walk_forward.csv, walk_forward.png")
-    return rows
+        w = csv.writer(fh)
+        w.writerow(["fold", "test_start", "test_end", "strategy", *names])
+        for f in report + [{"name": "concatenated", "test_start": folds[0].test_start, "test_end": folds[-1].test_end,
+                            "stats": concat}]:
+            for k in STRATEGIES:
+                w.writerow([f["name"], f["test_start"], f["test_end"], k, *(f["stats"][k][n] for n in names)])
+    plot(out / "walk_forward.png", all_dates, chained)
+    print(f"\n{len(report)} folds in {time.perf_counter() - t0:.0f} s; wrote {out}/walk_forward.json, "
+          "walk_forward.csv, walk_forward.png")
+    return doc
 
 
 if __name__ == "__main__":

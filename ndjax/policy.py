@@ -30,9 +30,13 @@ from ndjax.targets import project_budget, target_action
 class PolicyConfig:
     """Shape-setting policy choices (static).
 
-    The head outputs, per asset, a target weight `w_cap * sigmoid(z + w_bias)` (the position's value as a
-    fraction of equity, starting at `w_cap * sigmoid(w_bias)`), scaled down together when the book would need more
-    than the initial margin allows; `targets.target_action` turns it into limit orders at the previous close.
+    The head outputs, per asset, a target weight `w_cap * sigmoid(z + w_bias - log N)` (the position's value as a
+    fraction of equity), N the number of assets in the observation (`w_per_asset`; without it the `- log N` is
+    left out). At initialisation z = 0, so every asset starts at `w_cap * sigmoid(w_bias - log N)`, i.e.
+    `w_cap / (N + 1)` at the default `w_bias = 0`: a starting gross of `w_cap * N / (N + 1)` (0.5x .. 1x) whatever
+    the size of the universe (without `w_per_asset` the start is `N * w_cap * sigmoid(w_bias)`, 10x at 56 assets,
+    cut to the margin limit). The per-asset cap stays `w_cap`. Targets are scaled down together when the book
+    would need more than the initial margin allows; `targets.target_action` turns it into limit orders at the previous close.
     `pooled` also feeds the head the mean embedding over assets (cross-asset context).
     """
 
@@ -44,7 +48,8 @@ class PolicyConfig:
     lookback: int = 16
     hidden: int = 16
     w_cap: float = 1.0
-    w_bias: float = -1.5
+    w_bias: float = 0.0
+    w_per_asset: bool = True
     pooled: bool = False
 
     def __post_init__(self) -> None:
@@ -164,6 +169,8 @@ class Policy(nnx.Module):
         if self.cfg.pooled:
             parts.insert(1, jnp.broadcast_to(jnp.mean(obs.market, axis=-2, keepdims=True), obs.market.shape))
         z = self.head_out(jax.nn.gelu(self.head_in(jnp.concatenate(parts, axis=-1))))[..., 0]
+        if self.cfg.w_per_asset:  # a static shift (the shape's N): equivariant, causal, the same for every asset
+            z = z - jnp.log(jnp.asarray(z.shape[-1], z.dtype))
         target = project_budget(self.cfg.w_cap * jax.nn.sigmoid(z), obs.margin_rate)
         return target_action(target, obs, obs.margin_rate, obs.maker_fee)
 

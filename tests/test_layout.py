@@ -21,7 +21,8 @@ LAYERS: dict[str, int] = {
     "ndjax.observation": 6, "ndjax.targets": 7, "ndjax.policy": 8, "ndjax.sim": 9, "ndjax.loss": 10,
     "ndjax.metrics": 11,
     # reference strategies and reports
-    "ndjax.baselines": 12, "ndjax.oracle": 12, "ndjax.report.plots": 12, "ndjax.report.tables": 13,
+    "ndjax.baselines": 12, "ndjax.classical": 12, "ndjax.oracle": 12, "ndjax.report.plots": 12,
+    "ndjax.report.tables": 13,
     "ndjax.report.writers": 14,
     # training
     "ndjax.train.config": 15, "ndjax.train.checkpoints": 15, "ndjax.train.trainer": 16, "ndjax.train.sharding": 16,
@@ -29,7 +30,7 @@ LAYERS: dict[str, int] = {
     # runs: the folder, evaluation, planning, the main job, walk-forward folds
     "ndjax.runs.folder": 18, "ndjax.runs.positions": 19, "ndjax.runs.evaluate": 19, "ndjax.runs.sweeps": 19,
     "ndjax.runs.plan": 20,
-    "ndjax.runs.job": 20, "ndjax.runs.folds": 21,
+    "ndjax.runs.job": 20, "ndjax.runs.chain": 11, "ndjax.runs.folds": 21,
     # paper trading: the broker interface and controls -> ledger, brokers -> the cycle, its report -> retraining
     "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.filelock": 21,
     "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,

@@ -83,3 +83,20 @@ def test_observation_of_the_book():
     np.testing.assert_array_equal(obs.book[1], 0.0)  # bust account: no ratios
     assert float(jnp.max(jnp.abs(obs.book))) <= BOOK_BOUND
     np.testing.assert_array_equal(obs.mark, state.mark)
+
+
+@pytest.mark.parametrize("n", [1, 6, 56])
+def test_initial_book_does_not_grow_with_the_number_of_assets(n):
+    """At initialisation every asset's target is w_cap / (N + 1): a starting gross N / (N + 1) <= 1x for any N
+    (not N * 0.18 cut to the margin limit), identical across assets."""
+    cfg = PolicyConfig(model="mlp", **SMALL_POLICY)
+    graphdef, params = create(cfg, jax.random.PRNGKey(6))
+    feats = jax.random.normal(jax.random.PRNGKey(7), (12, n, F))
+    ref = jnp.linspace(10.0, 50.0, n)
+    mp = MarketParams(is_crypto=jnp.zeros(n, bool))
+    state = init_state(1.0, ref)
+    obs = observe(encode(graphdef, params, feats)[-1], state, mp)
+    a = make_apply(graphdef)(params, obs)
+    sizes = size_orders(mp, state, a, jnp.ones(n), jnp.asarray(1.0))
+    value = np.asarray(sizes.buy_qty) * np.asarray(ref)
+    np.testing.assert_allclose(value, 1.0 / (n + 1), rtol=2e-3)  # 1 of equity, fee-free of rounding

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
@@ -28,9 +30,21 @@ def test_folds_are_contiguous_and_causal():
         make_folds(dates, ["2027-01-01"])
 
 
+def test_yearly_tests_start_where_a_fold_can_train():
+    from ndjax.runs.folds import yearly_tests
+
+    dates = np.arange(np.datetime64("2020-01-02"), np.datetime64("2026-03-10"))
+    assert yearly_tests(dates, 2005) == [f"{y}-01-01" for y in range(2022, 2027)]  # 2021: 180 + 250 days do not fit
+    assert yearly_tests(dates, 2024) == ["2024-01-01", "2025-01-01", "2026-01-01"]
+    with pytest.raises(DataError, match="no test year from 2027"):
+        yearly_tests(dates, 2027)
+
+
 def test_drawdown_target():
-    assert drawdown_target(0.30, 0.24) == (pytest.approx(0.36), True)
-    assert drawdown_target(0.26, 0.10) == (0.25, False)
+    assert drawdown_target(0.30, 0.24) == (0.24, False)  # max(buy and hold's, 20 %)
+    assert drawdown_target(0.24, 0.24) == (0.24, True)
+    assert drawdown_target(0.19, 0.10) == (0.20, True)
+    assert drawdown_target(0.21, 0.10) == (0.20, False)
 
 
 def test_a_fold_trades_only_what_was_listed_before_its_test(tmp_path):
@@ -51,3 +65,53 @@ def test_a_fold_trades_only_what_was_listed_before_its_test(tmp_path):
     (tmp_path / "BAD.csv").write_text("when,close\n2021-01-01,3\n")
     with pytest.raises(DataError, match="BAD.csv: missing date column"):
         listed_symbols(tmp_path, "2022-12-31")
+
+
+def _write_folder(path, rng_seed: int, poison_after: str | None = None):
+    """Two stocks (business days) and BTC-USD (every day), 2019-01-01 .. 2022-12-31; with `poison_after`, every
+    bar after that date is replaced by a wild one."""
+    from tests.helpers import write, yahoo
+
+    rng = np.random.default_rng(rng_seed)
+    path.mkdir(parents=True, exist_ok=True)
+    every = np.arange(np.datetime64("2019-01-01"), np.datetime64("2023-01-01"))
+    for name, dates in (("AAA", every[np.is_busday(every)]), ("BBB", every[np.is_busday(every)]), ("BTC-USD", every)):
+        px = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, dates.size)))
+        if poison_after is not None:
+            late = dates > np.datetime64(poison_after)
+            px = np.where(late, px * np.random.default_rng(rng_seed + 1).uniform(0.2, 5.0, dates.size), px)
+        write(path / f"{name}.csv", yahoo([str(d) for d in dates], [round(float(p), 4) for p in px]))
+
+
+@settings(max_examples=5, deadline=None)
+@given(first=st.sampled_from(["2020-07-01", "2021-01-01", "2021-04-01"]), step=st.integers(60, 300),
+       val_days=st.integers(30, 120), seed=st.integers(0, 100))
+def test_no_fold_reads_a_bar_after_its_test(tmp_path_factory, first, step, val_days, seed):
+    """Training, validation and normalisation of every fold are the same whatever the bars after its test are."""
+    from ndjax.policy import PolicyConfig
+    from ndjax.runs.folds import fold_spec
+    from ndjax.runs.job import start_run
+    from ndjax.train.config import TrainConfig
+
+    root = tmp_path_factory.mktemp("wf")
+    _write_folder(root / "clean", seed)
+    tests = [str(np.datetime64(first) + k * step) for k in range(3)]
+    folds = make_folds(np.arange(np.datetime64("2019-01-01"), np.datetime64("2023-01-01")), tests, val_days)
+    train = TrainConfig(window=8, steps=2, eval_every=1, policy=PolicyConfig(lookback=4))
+    for k, fold in enumerate(folds[:-1]):
+        _write_folder(root / f"poisoned{k}", seed, poison_after=fold.test_end)
+        prepared = []
+        for folder in ("clean", f"poisoned{k}"):
+            spec = JobSpec(source=MarketSource(data_dir=str(root / folder)), train=train)
+            prepared.append(start_run(fold_spec(spec, fold), root / f"run{k}{folder}"))
+        clean, poisoned = prepared
+        dates = clean.market.dates
+        assert dates[-1] <= np.datetime64(fold.test_end) < np.datetime64(folds[k + 1].test_start)
+        assert dates[clean.train_rows - 1] <= np.datetime64(fold.train_end) < dates[clean.train_rows]
+        assert dates[clean.val_rows - 1] <= np.datetime64(fold.val_end) < dates[clean.val_rows]
+        np.testing.assert_array_equal(clean.config.normalizer.mean, poisoned.config.normalizer.mean)
+        np.testing.assert_array_equal(clean.config.normalizer.std, poisoned.config.normalizer.std)
+        for field in ("features", "close", "high", "low", "tradable"):
+            np.testing.assert_array_equal(np.asarray(getattr(clean.arrays, field)),
+                                          np.asarray(getattr(poisoned.arrays, field)))
+        assert (clean.config.split, clean.config.symbols) == (poisoned.config.split, poisoned.config.symbols)

@@ -11,11 +11,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
+from ndjax.classical import classical_targets, run_targets
+from ndjax.data.arrays import market_arrays
 from ndjax.data.calendar import row_at_or_after, to_day
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
+from ndjax.dynamics import StepInfo
+from ndjax.runs.folder import load_config
 from ndjax.runs.job import JobResult, JobSpec, train_job
 
 
@@ -50,6 +55,19 @@ def make_folds(dates: np.ndarray, test_starts: list[str], val_days: int = 180, m
     return folds
 
 
+def yearly_tests(dates: np.ndarray, first_year: int, val_days: int = 180, min_train_days: int = 250) -> list[str]:
+    """First days of one test per calendar year, from `first_year` (or the first year whose fold has `val_days`
+    of validation and `min_train_days` of training after the data's first date) to the year of the last date of
+    `dates (T,)`."""
+    last = int(str(dates[-1])[:4])
+    starts = [np.datetime64(f"{y}-01-01") for y in range(first_year, last + 1)]
+    starts = [d for d in starts if d - val_days - dates[0] >= min_train_days]
+    if not starts:
+        raise DataError(f"walk-forward: no test year from {first_year} leaves {min_train_days} training and {val_days} "
+                        f"validation days in the data ({dates[0]} .. {dates[-1]})")
+    return [str(d) for d in starts]
+
+
 def fold_universe(spec: JobSpec, fold: Fold) -> tuple[str, ...] | None:
     """The symbols a fold trades: the source's own list, or every file of its folder with a bar before the fold's
     test starts (a symbol listed later was not known then). None for the synthetic market."""
@@ -58,15 +76,32 @@ def fold_universe(spec: JobSpec, fold: Fold) -> tuple[str, ...] | None:
     return tuple(listed_symbols(spec.source.data_dir, fold.val_end))
 
 
-def run_fold(spec: JobSpec, fold: Fold, out: str | Path, **job_kwargs: Any) -> JobResult:
-    """Train and test one fold: the market of `spec` (over `fold_universe`) cut at the fold's end, split at its
-    dates."""
+def fold_spec(spec: JobSpec, fold: Fold) -> JobSpec:
+    """The main job of one fold: the market of `spec` (over `fold_universe`) cut at the fold's test end, split at
+    its training and validation ends."""
     source = replace(spec.source, end=fold.test_end, symbols=fold_universe(spec, fold))
-    return train_job(replace(spec, source=source, train_end=fold.train_end, val_end=fold.val_end), out, **job_kwargs)
+    return replace(spec, source=source, train_end=fold.train_end, val_end=fold.val_end)
+
+
+def run_fold(spec: JobSpec, fold: Fold, out: str | Path, **job_kwargs: Any) -> JobResult:
+    """Train and test one fold (`fold_spec`) into the run folder `out`."""
+    return train_job(fold_spec(spec, fold), out, **job_kwargs)
+
+
+def fold_classical(spec: JobSpec, fold: Fold, result: JobResult) -> dict[str, StepInfo]:
+    """The classical rules (`classical.CLASSICAL`) over the same held-out bars as `result`'s policy, flat at the
+    close before its first test bar, under the run's market rules; their targets read the fold's market (cut at
+    its test end) from its first row, so a 12-month look-back is warm on the first test day."""
+    market = fold_spec(spec, fold).source.load()
+    start = market.n_days - len(result.dates) - 1
+    bars = market_arrays(market, np.zeros(market.close.shape + (0,), np.float32)).rows(start, market.n_days).bars()
+    mp = load_config(result.run_dir).market_params("hard", is_crypto=market.is_crypto)
+    targets = {k: jnp.asarray(v[start:]) for k, v in classical_targets(market).items()}
+    return run_targets(mp, bars, targets, jnp.asarray(result.paths["policy"].prev_equity[0], bars.close.dtype))
 
 
 def drawdown_target(policy_dd: float, hold_dd: float) -> tuple[float, bool]:
-    """The walk-forward limit on a fold's drawdown, max(1.5 x buy and hold's, 25 %), and whether it holds."""
-    limit = max(1.5 * hold_dd, 0.25)
+    """The walk-forward limit on a fold's drawdown, max(buy and hold's, 20 %), and whether it holds."""
+    limit = max(hold_dd, 0.20)
     return limit, policy_dd <= limit
 
