@@ -49,12 +49,13 @@ def _server(fake: FakeAlpaca) -> FakeAlpaca:
 def _daily(tmp: Path, run_dir: Path, now: str, *extra: str, exits: bool = False) -> tuple[object, str]:
     """daily.py's result (with `exits`: the SystemExit it must end with) and everything it printed."""
     err = io.StringIO()
+    first = [] if (tmp / "book.db").exists() else ["--new"]  # a trader's first run starts the ledger
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
         try:
             out = DAILY(["--data-dir", str(tmp / "data"), "--symbols", ",".join(SYMBOLS), "--ledger",
                          str(tmp / "book.db"), "--now", now, "--history-start", str(HISTORY[0].date()),
                          "--retry-wait", "0.001", *extra, "--", "--run", str(run_dir), "--broker", "sim", "--start",
-                         str(LIVE[0].date()), "--ramp-days", "0", "--halt-drawdown", "1.0", "--no-rows"])
+                         str(LIVE[0].date()), "--ramp-days", "0", "--halt-drawdown", "1.0", "--no-rows", *first])
         except SystemExit as e:
             if not exits:
                 raise AssertionError(f"daily.py exited ({e.code}):\n{err.getvalue()}") from None

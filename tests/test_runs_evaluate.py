@@ -49,7 +49,7 @@ def test_evaluate_outputs_match_summary(run_dir, tmp_path):
     assert sum(s["pnl"] for s in sym) == pytest.approx(pnl, abs=1e-5)
     assert sum(s["fees"] for s in sym) == pytest.approx(float(stats.total_fees), rel=1e-4, abs=1e-8)
     assert sum(s["interest"] for s in sym) == pytest.approx(float(stats.total_leverage_cost), rel=1e-4, abs=1e-8)
-    assert set(result["summary"]) == {"policy", "policy_lag2", "buy_and_hold", "cash", "oracle"}
+    assert set(result["summary"]) == {"policy", "policy_lag2", "buy_and_hold", "cash", "trend", "inverse_vol", "oracle"}
     assert sum(s["forced_sales"] for s in sym) == int(np.sum(np.asarray(infos.forced_qty) > 0))
     assert result["summary"]["cash"]["final_equity"] == pytest.approx(1.0)
 

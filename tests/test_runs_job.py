@@ -20,7 +20,7 @@ def test_run_folder_contents(run_dir):
     assert {"config.json", "checkpoints", "metrics.jsonl", "test_report.txt", "test_daily.csv", "test_summary.json",
             "equity.png"} <= names
     summary = json.loads((run_dir / "test_summary.json").read_text())["summary"]
-    assert set(summary) == {"policy", "buy_and_hold", "cash", "oracle"}
+    assert set(summary) == {"policy", "buy_and_hold", "cash", "trend", "inverse_vol", "oracle"}
     assert summary["cash"]["total_return"] == 0.0 and summary["buy_and_hold"]["max_leverage"] <= 1.0 + 1e-6
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from ndjax.baselines import run_baselines
+from ndjax.classical import classical_targets, run_targets
 from ndjax.data.arrays import MarketArrays, context_split
 from ndjax.data.calendar import check_reaches, row_at_or_after, row_at_or_before
 from ndjax.data.synthetic import SyntheticTruth
@@ -63,16 +64,20 @@ def simulate_window(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, s
 
 def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, context: int,
              mp: MarketParams, stop: int | None = None, initial_cash: float = 1.0,
-             truth: SyntheticTruth | None = None) -> HeldOut:
-    """The policy and both baselines over bars `start+1 .. stop-1`, all flat at the close of row `start`; the
+             truth: SyntheticTruth | None = None, classical: Mapping[str, Any] | None = None) -> HeldOut:
+    """The policy and the baselines over bars `start+1 .. stop-1`, all flat at the close of row `start`; the
     policy's encoder reads `context` rows before `start` (`PolicyConfig.context`). `stop - start - 1` steps each.
-    With the synthetic market's `truth` (rows of `arrays`), the oracle's path is added under "oracle"."""
+    With the synthetic market's `truth` (rows of `arrays`), the oracle's path is added under "oracle"; with the
+    classical rules' target weights `(T, N)` per name over the rows of `arrays` (`classical.classical_targets` of
+    the market), their paths under "trend" and "inverse_vol"."""
     stop = arrays.n_days if stop is None else stop
     actions, policy, ctx = simulate_window(graphdef, params, arrays, start, stop, context, mp, initial_cash,
                                            label="held-out rows")
     bars = jax.tree_util.tree_map(lambda x: x[context:], ctx.bars())
     cash = jnp.asarray(initial_cash, bars.close.dtype)
     paths = {"policy": policy, **run_baselines(mp, bars, cash)}
+    if classical is not None:
+        paths.update(run_targets(mp, bars, {k: jnp.asarray(v[start:stop]) for k, v in classical.items()}, cash))
     if truth is not None:
         paths["oracle"] = run_oracle(mp, bars, jnp.asarray(truth_rows(truth, start, stop)), cash)
     return HeldOut(actions=actions, paths=paths)
@@ -213,7 +218,8 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
     own = data_dir is None and tuple(market.symbols) == run.symbols
     truth = run.config.source.truth(market) if own else None
     result = held_out(run.graphdef, run.params, arrays, lo, run.context,
-                      run.config.market_params("hard", is_crypto=market.is_crypto), hi, cash, truth)
+                      run.config.market_params("hard", is_crypto=market.is_crypto), hi, cash, truth,
+                      classical_targets(market))
     _, lag2 = simulate_run(run, arrays, lo, hi, lag=2, initial_cash=cash)
     extra = {"policy_lag2": summary(lag2, P)}
     policy_stats = summary(result.paths["policy"], P)

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 
+from ndjax.classical import classical_targets
 from ndjax.data.arrays import context_split, prepare
 from ndjax.data.calendar import to_day
 from ndjax.data.source import MarketSource
@@ -216,7 +217,7 @@ def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite
 
     run = load_run(out)
     result = held_out(run.graphdef, run.params, prepared.arrays, b, run.context, config.market_params("hard"),
-                      None, cfg.initial_cash, spec.source.truth(prepared.market))
+                      None, cfg.initial_cash, spec.source.truth(prepared.market), classical_targets(prepared.market))
     test_dates = prepared.market.dates[b + 1:]
     title = [f"Policy (best checkpoint, step {run.step}, validation score {float(run.checkpoint_meta['score']):.3f}), "
              f"held-out test {test_dates[0]} .. {test_dates[-1]}, hard fills"]
