@@ -20,8 +20,11 @@ POLICY_HELP: Mapping[str, str] = {
     "n_layers": "encoder layers", "lookback": "days of history the encoder reads",
     "hidden": "hidden width of MLP blocks and the order head",
     "w_cap": "largest target weight of one asset (the head's w_cap * sigmoid)",
-    "w_bias": "the head's starting logit: every asset starts at w_cap * sigmoid(w_bias)",
+    "w_bias": "the head's starting logit: every asset starts at w_cap * sigmoid(w_bias - log N) (w_per_asset) "
+              "or w_cap * sigmoid(w_bias)",
     "pooled": "also feed the head the mean embedding over assets",
+    "w_per_asset": "shift the head's logit by -log N, so the starting book is w_cap / (N + 1) per asset whatever the "
+                   "number of assets N",
 }
 """Help of the `PolicyConfig` fields, whose dataclass (ndjax/policy.py) carries no field metadata yet; every other
 flag's help is its field's `metadata["help"]`."""
