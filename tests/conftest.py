@@ -12,9 +12,12 @@ from ndjax.runs.job import JobSpec, train_job
 from ndjax.train.config import TrainConfig
 
 TINY_JOB = JobSpec(source=MarketSource(synthetic_days=200),
-                   train=TrainConfig(policy=PolicyConfig(lookback=8, d_model=8, hidden=16, n_heads=2), window=16,
+                   train=TrainConfig(policy=PolicyConfig(lookback=8, d_model=8, hidden=16, n_heads=2,
+                                                          w_per_asset=False, w_bias=-1.5), window=16,
                                      batch_size=2, steps=2, eval_every=2))
-"""A two-update run: enough to exercise every file a run folder holds."""
+"""A two-update run: enough to exercise every file a run folder holds. Its head starts every asset at
+sigmoid(-1.5) = 18 % of equity (the design before `w_per_asset`), so the untrained book borrows and paper trading
+meets margin calls."""
 
 
 @pytest.fixture(scope="session")
