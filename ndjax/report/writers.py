@@ -99,7 +99,8 @@ def write_period_report(out: str | Path, prefix: str, title: Sequence[str], date
 
     `dates (T,)`, each `paths[name]` unbatched with time on axis 0: a simulated `StepInfo` path or a `DailyPath`
     (the series the report reads; a `StepInfo` path is read through `DailyPath.from_steps`). `extra_sections`
-    (text lines) go before the closing comparison table, which also lists `extra_stats` (paths over other bars, such as a lag check).
+    (text lines) go before the closing comparison table, which also lists `extra_stats` (paths over other bars,
+    such as a lag check).
     Returns the report text and the stats by name.
     """
     out = Path(out)
