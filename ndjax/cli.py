@@ -20,6 +20,8 @@ POLICY_HELP: Mapping[str, str] = {
     "n_layers": "encoder layers", "lookback": "days of history the encoder reads",
     "hidden": "hidden width of MLP blocks and the order head",
     "w_cap": "largest target weight of one asset (the head's w_cap * sigmoid)",
+    "w_per_asset": ("subtract log N (N assets) inside the head's sigmoid, so the starting gross is about the same "
+                    "for any universe"),
     "w_bias": "the head's starting logit: every asset starts at w_cap * sigmoid(w_bias)",
     "pooled": "also feed the head the mean embedding over assets",
 }
