@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from ndjax.cli import parse_symbols
+from ndjax.errors import NdjaxError
 from ndjax.feeds.options import add_fetch_args, fetch_from_args
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None):
     args = parse_args(argv)
     try:
         results = fetch_from_args(args, parse_symbols(args.symbols), lambda line: print(line, file=sys.stderr))
-    except ValueError as e:  # FeedError and the flags' own: one line
+    except NdjaxError as e:  # FeedError, ConfigError (a flag), DataError: one line; anything else keeps its traceback
         raise SystemExit("fetch: " + " ".join(str(e).split())) from None
     failed = [r for r in results if r.error]
     if failed:

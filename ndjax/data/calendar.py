@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ndjax.errors import ConfigError
+
 STOCK_PERIODS_PER_YEAR = 252
 CRYPTO_PERIODS_PER_YEAR = 365
 
@@ -67,14 +69,14 @@ def periods_per_year(is_crypto: Any) -> int:
 
 
 def to_day(x: DateLike, name: str | None = None) -> np.datetime64:
-    """A date-like (tz-aware converted to UTC) as datetime64[D]; `ValueError` naming `name` (e.g. the flag) and the
+    """A date-like (tz-aware converted to UTC) as datetime64[D]; `ConfigError` naming `name` (e.g. the flag) and the
     value when it is not a date."""
     try:
         ts = pd.Timestamp(x)
         if pd.isna(ts):
             raise ValueError("not a date")
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{name or 'date'}: {x!r} is not a date (expected YYYY-MM-DD; {e})") from None
+        raise ConfigError(f"{name or 'date'}: {x!r} is not a date (expected YYYY-MM-DD; {e})") from None
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return np.datetime64(ts.date(), "D")
@@ -91,11 +93,11 @@ def next_bar_day(dates: np.ndarray, any_crypto: bool) -> np.datetime64:
 
 
 def check_reaches(dates: np.ndarray, any_crypto: bool, day: DateLike, flag: str) -> None:
-    """Raise `ValueError` naming `flag`, `day` and the data's last row when the data stops before `day`: the bar
+    """Raise `ConfigError` naming `flag`, `day` and the data's last row when the data stops before `day`: the bar
     after its last row is on or before `day`. `dates (T,)` datetime64[D]."""
     want, following = to_day(day, name=flag), next_bar_day(dates, any_crypto)
     if following <= want:
-        raise ValueError(f"{flag} {want}: the data ends on {dates[-1]}; its rows from {following} on are missing "
+        raise ConfigError(f"{flag} {want}: the data ends on {dates[-1]}; its rows from {following} on are missing "
                          "(newer data, or an earlier date)")
 
 

@@ -103,7 +103,7 @@ class MarketData:
         if not isinstance(rows, slice):
             raise TypeError(f"MarketData indexes by a row slice, got {type(rows).__name__}")
         if rows.step not in (None, 1):
-            raise ValueError("MarketData row slices must have step 1")
+            raise DataError("MarketData row slices must have step 1")
         per_row = ("dates", "open", "high", "low", "close", "volume", "tradable", "days_elapsed",
                    "next_session_days", "stock_tradable_next")  # fmt: skip
         return dataclasses.replace(self, **{k: getattr(self, k)[rows].copy() for k in per_row})

@@ -13,12 +13,14 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from ndjax.errors import NdjaxError
+
 PRICES = ("open", "high", "low", "close")
 COLUMNS = ("date", *PRICES, "volume")
 """The columns of a CSV that `fetch` writes (and `ndjax.data.loading.load_daily` reads)."""
 
 
-class FeedError(ValueError):
+class FeedError(NdjaxError):
     """A feed that cannot be reached or answers with bars that cannot be written; the message names the symbol
     (and the date of a bad bar)."""
 
@@ -29,7 +31,7 @@ def alpaca_pair(symbol: str) -> str:
     for quote in ("USDT", "USDC", "USD"):
         if s.endswith(quote) and len(s) > len(quote):
             return f"{s[: -len(quote)]}/{quote}"
-    raise ValueError(f"cannot map crypto symbol {symbol!r} to a pair")
+    raise FeedError(f"cannot map crypto symbol {symbol!r} to a pair")
 
 
 def empty_bars() -> pd.DataFrame:

@@ -62,7 +62,7 @@ class PaperConfig:
     probe_notional: float | None = None
     whole_shares: bool = False
     max_stale_days: float = 5.0
-    retrain: Callable[[PaperSession, int], None] | None = None
+    retrain: Callable[[PaperSession, int], None] | None = None  # called between cycles, before the day of row
     status_polls: int = 10
     status_wait: float = 1.0
 
@@ -298,6 +298,8 @@ class PaperSession:
             upcoming = self.market.dates[following] if following < self.market.n_days else "past the data"
             raise LedgerError(f"{self.ledger.path}: last recorded day is {last}; the next cycle is {upcoming}, "
                               f"not {date}")
+        if self.config.retrain is not None and last is not None:
+            self._retrain(row, date)
         trading = (self.run, self.arrays, self.params, self.model_id)
         try:
             self._cycle(row, date, last)
@@ -305,6 +307,20 @@ class PaperSession:
             self.run, self.arrays, self.params, self.model_id = trading
             raise
         return True
+
+    def _retrain(self, row: int, date: str) -> None:
+        """Between cycles: the retrain hook decides, in its own transaction before the day's, whether a challenger
+        replaces the model, so the day's cycle runs on one model from reconciliation to submission. A decision
+        already recorded for `date` (the day's cycle failed after it) is not taken again."""
+        if any(e["date"] == date for e in self.ledger.events("retrain")):
+            return
+        trading = (self.run, self.arrays, self.params, self.model_id)
+        try:
+            with self.ledger.cycle():
+                self.config.retrain(self, row)
+        except BaseException:  # the decision rolled back: so does a promotion
+            self.run, self.arrays, self.params, self.model_id = trading
+            raise
 
     def _cycle(self, row: int, date: str, last: str | None) -> None:
         """The cycle's writes, in one ledger transaction."""
@@ -318,8 +334,6 @@ class PaperSession:
             else:
                 reconciled = self._reconcile(row, last)
             controls = self._book(row, date, last, reconciled)
-            if self.config.retrain is not None:
-                self.config.retrain(self, row)
             # on the data's last row too: settled when its bar comes
             self._submit(date, self._decide(row, date, reconciled.after, controls))
 

@@ -3,20 +3,17 @@ traded and every promotion, rejection, halt and resume."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 
-from ndjax.dynamics import StepInfo
-from ndjax.metrics import PathStats
+from ndjax.metrics import DailyPath, PathStats
 from ndjax.paper.ledger import Ledger, LedgerError
 from ndjax.report.writers import write_period_report
 
 
-def ledger_path(ledger: Ledger) -> tuple[np.ndarray, StepInfo]:
-    """The ledger's days after the first as a `StepInfo` path `(T,)` / `(T, N)`, and their dates `(T,)`."""
+def ledger_path(ledger: Ledger) -> tuple[np.ndarray, DailyPath]:
+    """The ledger's days after the first as a `DailyPath` `(T,)` / `(T, N)`, and their dates `(T,)`."""
     days = ledger.days()
     if len(days) < 2:
         raise LedgerError(f"{ledger.path}: {len(days)} recorded day(s); a report needs two")
@@ -37,29 +34,20 @@ def ledger_path(ledger: Ledger) -> tuple[np.ndarray, StepInfo]:
         if 0 <= t < T:
             placed[o["side"]][t, index[o["symbol"]]] = o["quantity"]
             filled[o["side"]][t, index[o["symbol"]]] = o["filled_qty"]
-    traded, forced = np.zeros(T), np.zeros((T, N))
+    traded = np.zeros(T)
     for x in ledger.fills():
-        t = row[x["date"]]
-        traded[t] += x["quantity"] * x["price"]
-        if x["kind"] == "margin_call":
-            forced[t, index[x["symbol"]]] += x["quantity"]
-    held = np.zeros((T, N))
-    for t, d in enumerate(dates[1:]):
-        for s, q in ledger.book(d).positions.items():
-            held[t, index[s]] = q
+        traded[row[x["date"]]] += x["quantity"] * x["price"]
     prev = equity[:-1]
     returns = np.where(prev > 0, equity[1:] / np.where(prev > 0, prev, 1) - 1, 0)
     positive = equity[1:] > 0
-    info = StepInfo(
+    path = DailyPath.from_host(
         equity=equity[1:], prev_equity=prev, cash=col("cash")[1:], returns=returns,
         leverage=np.where(positive, gross[1:] / np.where(positive, equity[1:], 1), 0.0),
         leverage_cost=col("leverage_cost")[1:], fees=col("fees")[1:], traded_notional=traded,
         margin_call=col("margin_call")[1:], forced_notional=col("forced_notional")[1:],
         buy_fill=(filled["buy"] > 0).astype(float), sell_fill=(filled["sell"] > 0).astype(float),
-        buy_order_qty=placed["buy"], sell_order_qty=placed["sell"], buy_qty=filled["buy"], sell_qty=filled["sell"],
-        forced_qty=forced, inventory=held)
-    fields = {f.name: jnp.asarray(getattr(info, f.name)) for f in dataclasses.fields(StepInfo)}
-    return np.asarray(dates[1:], dtype="datetime64[D]"), StepInfo(**fields)
+        buy_order_qty=placed["buy"], sell_order_qty=placed["sell"], buy_qty=filled["buy"], sell_qty=filled["sell"])
+    return np.asarray(dates[1:], dtype="datetime64[D]"), path
 
 
 def write_paper_report(ledger: Ledger, out: str | Path, periods_per_year: int, *,

@@ -37,7 +37,8 @@ class RetrainPolicy:
             raise ConfigError(f"RetrainPolicy: every, steps must be >= 1 and val_days >= 2, got {self}")
 
     def __call__(self, session: PaperSession, row: int) -> None:
-        recorded = len(session.ledger.days())
+        """Before the cycle of `row` (between cycles): on every `every`-th day after the first, counting this one."""
+        recorded = len(session.ledger.days()) + 1  # with the day about to be recorded
         if recorded < 2 or (recorded - 1) % self.every:
             return
         retrain(session, row, self)

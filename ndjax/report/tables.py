@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from ndjax.dynamics import StepInfo
-from ndjax.metrics import PathStats, summary
+from ndjax.errors import ConfigError
+from ndjax.metrics import DailyPath, PathStats, summary
 
 
 def _table(columns: Sequence[tuple[str, int]], rows: Sequence[Sequence[str]], left: int = 1,
@@ -48,16 +49,17 @@ def format_summary(stats: PathStats) -> str:
     ])
 
 
-def format_report(dates: Sequence[Any], infos: StepInfo, periods_per_year: float = 252, *, rows: bool = True) -> str:
+def format_report(dates: Sequence[Any], infos: DailyPath | StepInfo, periods_per_year: float = 252, *,
+                  rows: bool = True) -> str:
     """The daily report of one path: a `Date Equity Cash Return Leverage LevCost` row per bar, then the summary.
 
     `dates (T,)` one per step; `infos` unbatched (per-portfolio fields `(T,)`).
     """
     equity = np.asarray(infos.equity)
     if equity.ndim != 1:
-        raise ValueError(f"format_report: expects one path, got equity of shape {equity.shape}")
+        raise ConfigError(f"format_report: expects one path, got equity of shape {equity.shape}")
     if len(dates) != equity.shape[0]:
-        raise ValueError(f"format_report: {len(dates)} dates for {equity.shape[0]} steps")
+        raise ConfigError(f"format_report: {len(dates)} dates for {equity.shape[0]} steps")
     out = []
     if rows:
         cash, ret = np.asarray(infos.cash), np.asarray(infos.returns)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ndjax.dynamics import StepInfo
-from ndjax.metrics import PathStats, drawdown, summary
+from ndjax.metrics import DailyPath, PathStats, drawdown, summary
 from ndjax.report.plots import plot_equity
 from ndjax.report.tables import format_comparison, format_report
 
@@ -76,7 +76,7 @@ def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Seq
     return path
 
 
-def daily_rows(dates: Sequence[Any], infos: StepInfo) -> list[dict[str, Any]]:
+def daily_rows(dates: Sequence[Any], infos: DailyPath | StepInfo) -> list[dict[str, Any]]:
     """One row per bar of one path (`DAILY_COLUMNS`), numbers at full precision."""
     fields = {"equity": "equity", "cash": "cash", "return": "returns", "leverage": "leverage",
               "leverage_cost": "leverage_cost", "fees": "fees", "traded_notional": "traded_notional",
@@ -91,17 +91,20 @@ def daily_rows(dates: Sequence[Any], infos: StepInfo) -> list[dict[str, Any]]:
 
 
 def write_period_report(out: str | Path, prefix: str, title: Sequence[str], dates: Sequence[Any],
-                        paths: Mapping[str, StepInfo], periods_per_year: float, *, rows: bool = True,
+                        paths: Mapping[str, DailyPath | StepInfo], periods_per_year: float, *, rows: bool = True,
                         extra_sections: Sequence[str] = (), extra_stats: Mapping[str, PathStats] | None = None,
                         summary_extra: Mapping[str, Any] | None = None) -> tuple[str, dict[str, PathStats]]:
     """The report of one period for named paths (the first is reported in full, the others by their summary):
     `{prefix}_report.txt`, `{prefix}_daily.csv` (first path), `{prefix}_summary.json` and `equity.png`.
 
-    `dates (T,)`, each `paths[name]` unbatched with time on axis 0. `extra_sections` (text lines) go before the
-    closing comparison table, which also lists `extra_stats` (paths over other bars, such as a lag check).
+    `dates (T,)`, each `paths[name]` unbatched with time on axis 0: a simulated `StepInfo` path or a `DailyPath`
+    (the series the report reads; a `StepInfo` path is read through `DailyPath.from_steps`). `extra_sections`
+    (text lines) go before the closing comparison table, which also lists `extra_stats` (paths over other bars,
+    such as a lag check).
     Returns the report text and the stats by name.
     """
     out = Path(out)
+    paths = {name: DailyPath.from_steps(p) for name, p in paths.items()}
     names = list(paths)
     main = paths[names[0]]
     stats = {name: summary(p, periods_per_year) for name, p in paths.items()}

@@ -70,7 +70,7 @@ class PreparedRun:
 
 
 def check_spec(spec: JobSpec) -> JobSpec:
-    """Raise `ValueError` (naming the flag) if any part of `spec` is invalid; reads and writes nothing."""
+    """Raise `ConfigError` (naming the flag) if any part of `spec` is invalid; reads and writes nothing."""
     spec.hparams.check()
     spec.source.check()
     for name in ("train_end", "val_end"):

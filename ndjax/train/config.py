@@ -51,9 +51,9 @@ class HParams:
     liquidation_slippage: Any = _market_rule("liquidation_slippage")
 
     def check(self) -> HParams:
-        """Raise `ValueError` naming the field if the market rules are invalid (for every entry of a stacked sweep)."""
+        """Raise `ConfigError` naming the field if the market rules are invalid (for every entry of a stacked sweep)."""
         if np.any(np.asarray(self.maker_fee) >= 1):
-            raise ValueError(f"HParams.maker_fee (--maker-fee): {self.maker_fee} is 100 % or more of the notional; "
+            raise ConfigError(f"HParams.maker_fee (--maker-fee): {self.maker_fee} is 100 % or more of the notional; "
                              "must be < 1")
         MarketParams(is_crypto=np.zeros(1, bool), fill_temperature=self.fill_temperature,
                      **{k: np.asarray(getattr(self, k), np.float64) for k in MARKET_RULES})
