@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> dict:
         for k in STRATEGIES:
             pieces[k].append((universe, paths[k]))
         dates.append(np.asarray(result.dates))
+        out.mkdir(parents=True, exist_ok=True)  # the folds so far, should the run be stopped before the end
+        (out / "walk_forward_partial.json").write_text(json.dumps({"folds": report, "seconds": round(
+            time.perf_counter() - t0, 1)}, indent=1))
     chained = {k: chain_paths(pieces[k])[1] for k in STRATEGIES}
     all_dates = np.concatenate(dates)
     concat = {k: summary(chained[k], rows_per_year(all_dates)).as_dict() for k in STRATEGIES}
