@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/walk_forward")
     p.add_argument("--overwrite", action="store_true", help="retrain folds whose folders hold an earlier run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue folds whose folders hold checkpoints (a finished fold is only re-tested): "
+                        "completes a stopped walk-forward")
     return p.parse_args(argv)
 
 
@@ -146,8 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"fold {fold.name}: train .. {fold.train_end}, validation .. {fold.val_end}, test {fold.test_start} .. "
               f"{fold.test_end}; {len(universe)} symbols" + (f" (not yet listed: {', '.join(later)})" if later else ""),
               file=sys.stderr, flush=True)
-        result = run_fold(spec, fold, out / fold.name.replace(" ", ""), rows=False, progress=False,
-                          overwrite=args.overwrite)
+        fold_dir = out / fold.name.replace(" ", "")
+        resume = args.resume and (fold_dir / "checkpoints").is_dir() and any((fold_dir / "checkpoints").iterdir())
+        result = run_fold(spec, fold, fold_dir, rows=False, progress=False, overwrite=args.overwrite and not resume,
+                          resume=resume)
         paths = {**result.paths, **fold_classical(spec, fold, result)}
         ppy = load_config(result.run_dir).periods_per_year
         report.append({"name": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,
@@ -156,6 +161,9 @@ def main(argv: list[str] | None = None) -> dict:
         for k in STRATEGIES:
             pieces[k].append((universe, paths[k]))
         dates.append(np.asarray(result.dates))
+        out.mkdir(parents=True, exist_ok=True)  # the folds so far, should the run be stopped before the end
+        (out / "walk_forward_partial.json").write_text(json.dumps({"folds": report, "seconds": round(
+            time.perf_counter() - t0, 1)}, indent=1))
     chained = {k: chain_paths(pieces[k])[1] for k in STRATEGIES}
     all_dates = np.concatenate(dates)
     concat = {k: summary(chained[k], rows_per_year(all_dates)).as_dict() for k in STRATEGIES}

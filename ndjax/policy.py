@@ -36,7 +36,8 @@ class PolicyConfig:
     `w_cap / (N + 1)` at the default `w_bias = 0`: a starting gross of `w_cap * N / (N + 1)` (0.5x .. 1x) whatever
     the size of the universe (without `w_per_asset` the start is `N * w_cap * sigmoid(w_bias)`, 10x at 56 assets,
     cut to the margin limit). The per-asset cap stays `w_cap`. Targets are scaled down together when the book
-    would need more than the initial margin allows; `targets.target_action` turns it into limit orders at the previous close.
+    would need more than the initial margin allows; `targets.target_action` turns them into limit orders at the
+    previous close.
     `pooled` also feeds the head the mean embedding over assets (cross-asset context).
     """
 
