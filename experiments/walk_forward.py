@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from ndjax.cli import add_fields, from_fields, parse_symbols
-from ndjax.data.market import DataError
 from ndjax.data.source import MarketSource
+from ndjax.errors import NdjaxError, one_line
 from ndjax.metrics import drawdown, summary
 from ndjax.policy import PolicyConfig
 from ndjax.runs.chain import chain_paths, rows_per_year
 from ndjax.runs.folder import load_config
-from ndjax.runs.folds import drawdown_target, fold_classical, fold_universe, make_folds, run_fold, yearly_tests
+from ndjax.runs.folds import drawdown_target, fold_universe, make_folds, run_fold, yearly_tests
 from ndjax.runs.job import JobSpec
 from ndjax.train.config import HParams, TrainConfig
 
@@ -127,6 +127,14 @@ def print_report(folds: list[dict], concat: dict) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    try:
+        return walk_forward(args)
+    except NdjaxError as e:
+        raise SystemExit(one_line("walk_forward", e)) from None
+
+
+def walk_forward(args: argparse.Namespace) -> dict:
+    """Every fold of `args`, the chained statistics, and the files; returns the JSON document."""
     out = Path(args.out)
     chosen = parse_symbols(args.symbols)
     symbols = None if chosen in (None, "all") else tuple(chosen)
@@ -134,14 +142,11 @@ def main(argv: list[str] | None = None) -> dict:
                    train=from_fields(TrainConfig, args, policy=from_fields(PolicyConfig, args)),
                    hparams=from_fields(HParams, args), seed=args.seed)
     t0 = time.perf_counter()
-    try:
-        market = spec.source.load()
-        tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test, args.val_days)
-        folds = make_folds(market.dates, tests, args.val_days)
-        if args.only:
-            folds = [f for f in folds if f.test_start[:4] in args.only.split(",")]
-    except (ValueError, DataError) as e:
-        raise SystemExit(f"walk_forward: {e}") from None
+    market = spec.source.load()
+    tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test, args.val_days)
+    folds = make_folds(market.dates, tests, args.val_days)
+    if args.only:
+        folds = [f for f in folds if f.test_start[:4] in args.only.split(",")]
     report, pieces, dates = [], {k: [] for k in STRATEGIES}, []
     for fold in folds:
         universe = fold_universe(spec, fold)
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         resume = args.resume and (fold_dir / "checkpoints").is_dir() and any((fold_dir / "checkpoints").iterdir())
         result = run_fold(spec, fold, fold_dir, rows=False, progress=False, overwrite=args.overwrite and not resume,
                           resume=resume)
-        paths = {**result.paths, **fold_classical(spec, fold, result)}
+        paths = result.paths  # policy, buy_and_hold, cash, trend, inverse_vol (runs.evaluate.held_out)
         ppy = load_config(result.run_dir).periods_per_year
         report.append({"name": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,
                        "train_seconds": round(result.train_seconds, 1),

@@ -11,16 +11,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
-from ndjax.classical import classical_targets, run_targets
-from ndjax.data.arrays import market_arrays
 from ndjax.data.calendar import row_at_or_after, to_day
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
-from ndjax.dynamics import StepInfo
-from ndjax.runs.folder import load_config
 from ndjax.runs.job import JobResult, JobSpec, train_job
 
 
@@ -86,18 +81,6 @@ def fold_spec(spec: JobSpec, fold: Fold) -> JobSpec:
 def run_fold(spec: JobSpec, fold: Fold, out: str | Path, **job_kwargs: Any) -> JobResult:
     """Train and test one fold (`fold_spec`) into the run folder `out`."""
     return train_job(fold_spec(spec, fold), out, **job_kwargs)
-
-
-def fold_classical(spec: JobSpec, fold: Fold, result: JobResult) -> dict[str, StepInfo]:
-    """The classical rules (`classical.CLASSICAL`) over the same held-out bars as `result`'s policy, flat at the
-    close before its first test bar, under the run's market rules; their targets read the fold's market (cut at
-    its test end) from its first row, so a 12-month look-back is warm on the first test day."""
-    market = fold_spec(spec, fold).source.load()
-    start = market.n_days - len(result.dates) - 1
-    bars = market_arrays(market, np.zeros(market.close.shape + (0,), np.float32)).rows(start, market.n_days).bars()
-    mp = load_config(result.run_dir).market_params("hard", is_crypto=market.is_crypto)
-    targets = {k: jnp.asarray(v[start:]) for k, v in classical_targets(market).items()}
-    return run_targets(mp, bars, targets, jnp.asarray(result.paths["policy"].prev_equity[0], bars.close.dtype))
 
 
 def drawdown_target(policy_dd: float, hold_dd: float) -> tuple[float, bool]:
