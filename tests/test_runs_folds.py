@@ -68,18 +68,20 @@ def test_a_fold_trades_only_what_was_listed_before_its_test(tmp_path):
 
 
 def _write_folder(path, rng_seed: int, poison_after: str | None = None):
-    """Two stocks (business days) and BTC-USD (every day), 2019-01-01 .. 2022-12-31; with `poison_after`, every
-    bar after that date is replaced by a wild one."""
+    """Two stocks (XNYS sessions) and BTC-USD (every day), 2019-01-01 .. 2022-12-31; with `poison_after`, every
+    bar after that date is replaced by a wild one (x0.3 .. x3: inside the loader's x20 one-bar bound)."""
+    from ndjax.data.calendar import is_xnys_session
     from tests.helpers import write, yahoo
 
     rng = np.random.default_rng(rng_seed)
     path.mkdir(parents=True, exist_ok=True)
     every = np.arange(np.datetime64("2019-01-01"), np.datetime64("2023-01-01"))
-    for name, dates in (("AAA", every[np.is_busday(every)]), ("BBB", every[np.is_busday(every)]), ("BTC-USD", every)):
+    sessions = every[is_xnys_session(every)]
+    for name, dates in (("AAA", sessions), ("BBB", sessions), ("BTC-USD", every)):
         px = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, dates.size)))
         if poison_after is not None:
             late = dates > np.datetime64(poison_after)
-            px = np.where(late, px * np.random.default_rng(rng_seed + 1).uniform(0.2, 5.0, dates.size), px)
+            px = np.where(late, px * np.random.default_rng(rng_seed + 1).uniform(0.3, 3.0, dates.size), px)
         write(path / f"{name}.csv", yahoo([str(d) for d in dates], [round(float(p), 4) for p in px]))
 
 
