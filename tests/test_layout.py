@@ -10,8 +10,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ndjax"
 
 LAYERS: dict[str, int] = {
-    # the library's errors, then the transition and what it is made of
-    "ndjax.errors": -1, "ndjax.assets": 0, "ndjax.market_rules": 0, "ndjax.probe": 0, "ndjax.dynamics": 1,
+    # the library's errors and atomic files and locks, then the transition and what it is made of
+    "ndjax.errors": -1, "ndjax.files": -1,
+    "ndjax.assets": 0, "ndjax.market_rules": 0, "ndjax.probe": 0, "ndjax.dynamics": 1,
     # running sums of a path: what one step adds, PathStats from the sums
     "ndjax.stats_scan": 2,
     # data: calendar -> container -> loading, features, synthetic markets, splits -> sources, device arrays
@@ -32,8 +33,7 @@ LAYERS: dict[str, int] = {
     "ndjax.runs.plan": 20,
     "ndjax.runs.job": 20, "ndjax.runs.chain": 11, "ndjax.runs.folds": 21,
     # paper trading: the broker interface and controls -> ledger, brokers -> the cycle, its report -> retraining
-    "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.filelock": 21,
-    "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,
+    "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,
     "ndjax.paper.alpaca": 22, "ndjax.paper.cycle": 23, "ndjax.paper.report": 23, "ndjax.paper.retrain": 24,
     "ndjax.paper.trade": 24,
     # flags for the scripts in experiments/

@@ -5,10 +5,8 @@ either), leftovers of a killed run removed, one fetch at a time per folder, and 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from ndjax.feeds.bars import COLUMNS, PRICES, FeedError, empty_bars
+from ndjax.files import TEMP_SUFFIX, FileLocked, atomic_write_text, lock, unlock
 
 LOG_NAME = "fetch_log.jsonl"
 """The folder's record of corrections and rewritten histories, one JSON object a line."""
-TEMP_SUFFIX = ".tmp"
 
 
 def csv_path(folder: Path, symbol: str) -> Path:
@@ -53,25 +51,10 @@ def read_bars(folder: Path, symbol: str) -> pd.DataFrame:
 
 
 def write_bars(folder: Path, symbol: str, bars: pd.DataFrame) -> None:
-    """Replace `symbol`'s CSV with `bars` (a bar frame), atomically."""
+    """Replace `symbol`'s CSV with `bars` (a bar frame), atomically (`ndjax.files.atomic_write_text`)."""
     out = pd.DataFrame({"date": pd.DatetimeIndex(bars["date"]).strftime("%Y-%m-%d"),
                         **{c: bars[c].to_numpy(np.float64) for c in (*PRICES, "volume")}})
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{symbol}.csv.", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            out.to_csv(f, index=False)  # floats as repr: the shortest text that reads back to the same value
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, csv_path(folder, symbol))
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write_text(csv_path(folder, symbol), out.to_csv(index=False))  # floats as repr: they read back exactly
 
 
 def remove_leftovers(folder: Path) -> list[str]:
@@ -85,15 +68,17 @@ def remove_leftovers(folder: Path) -> list[str]:
 
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold the folder's fetch lock (released by the system if the process dies); a second fetch of the same
-    folder raises `FeedError` instead of waiting."""
-    with open(folder / ".fetch.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FeedError(f"{folder}: another fetch holds this folder's lock; try again when it has "
-                            "finished") from None
+    """Hold the folder's fetch lock (`ndjax.files.lock`, released by the system if the process dies); a second fetch
+    of the same folder raises `FeedError` instead of waiting."""
+    path = folder / ".fetch.lock"
+    try:
+        lock(path)
+    except FileLocked as e:
+        raise FeedError(f"{folder}: its fetch lock is {e} (another fetch); try again when it has finished") from None
+    try:
         yield
+    finally:
+        unlock(path)
 
 
 def read_log(folder: Path) -> list[dict[str, Any]]:

@@ -25,8 +25,8 @@ import numpy as np
 
 from ndjax.data.calendar import next_bar_day, row_at_or_after, to_day
 from ndjax.errors import NdjaxError
+from ndjax.files import FileLocked, lock, unlock
 from ndjax.paper.broker import TERMINAL_STATUSES, Book, Fill, Order, OrderStatus
-from ndjax.paper.filelock import FileLocked, lock, unlock
 from ndjax.probe import ProbeState
 
 FORMAT = "ndjax-ledger/2"
@@ -110,7 +110,8 @@ class Ledger:
         try:
             lock(path)
         except FileLocked as e:
-            raise LedgerError(f"{path}: {e}") from None
+            raise LedgerError(f"{path}: {e} (another paper.py on this ledger?); wait for it to finish, or stop it"
+                              ) from None
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
             conn.execute("PRAGMA foreign_keys = ON")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,36 +12,13 @@ from typing import Any
 import numpy as np
 
 from ndjax.dynamics import StepInfo
+from ndjax.files import atomic_write_text  # noqa: F401 (the writers' atomic write; re-exported)
 from ndjax.metrics import DailyPath, PathStats, drawdown, summary
 from ndjax.report.plots import plot_equity
 from ndjax.report.tables import format_comparison, format_report
 
 DAILY_COLUMNS = ("date", "equity", "cash", "return", "leverage", "leverage_cost", "fees", "traded_notional",
                  "margin_call", "forced_notional")
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` through a temporary file renamed into place: a reader sees the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode open() would give it
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _json_default(x: Any) -> Any:
