@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ndjax.cli import parse_symbols
-from ndjax.errors import NdjaxError
+from ndjax.errors import NdjaxError, one_line
 from ndjax.feeds.loop import live_day
 from ndjax.feeds.options import add_fetch_args, feed_from_args
 from ndjax.feeds.status import STALE_SESSIONS, loop_status
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None):
                            through=args.through, log=log, refetch=args.refetch, start=args.history_start,
                            accept=[s.strip() for s in args.accept_rewrite.split(",") if s.strip()])
     except NdjaxError as e:  # FeedError, ConfigError (a flag), DataError: one line; anything else keeps its traceback
-        raise SystemExit("daily: " + " ".join(str(e).split())) from None
+        raise SystemExit(one_line("daily", e)) from None
     return outcome
 
 

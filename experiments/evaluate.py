@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
                               start=args.start, end=args.end,
                               initial_cash=args.initial_cash, variants=variants, rows=not args.no_rows,
                               sortino_gap=args.lag_sortino_gap, return_gap=args.lag_return_gap,
-                              repair=args.repair or None)
+                              repair=args.repair)
     except NdjaxError as e:
         raise SystemExit(one_line("evaluate", e)) from None
     print(result["text"])

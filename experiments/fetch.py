@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from ndjax.cli import parse_symbols
-from ndjax.errors import NdjaxError
+from ndjax.errors import NdjaxError, one_line
 from ndjax.feeds.options import add_fetch_args, fetch_from_args
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None):
     try:
         results = fetch_from_args(args, parse_symbols(args.symbols), lambda line: print(line, file=sys.stderr))
     except NdjaxError as e:  # FeedError, ConfigError (a flag), DataError: one line; anything else keeps its traceback
-        raise SystemExit("fetch: " + " ".join(str(e).split())) from None
+        raise SystemExit(one_line("fetch", e)) from None
     failed = [r for r in results if r.error]
     if failed:
         raise SystemExit("fetch: " + "; ".join(r.describe() for r in failed))

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None):
         session = open_session(args.run, args.ledger, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
                                broker=args.broker, equity=None if adopt else args.equity, adopt_account=adopt,
                                config=config, out=args.out, alpaca=alpaca if args.broker == "alpaca" else None,
-                               new=args.new, repair=args.repair or None)
+                               new=args.new, repair=args.repair)
         if args.resume_buys:
             print(f"buys resumed from {session.resume_buys()}", file=sys.stderr)
         result = paper_trade(session, start=args.start, through=args.through, rows=not args.no_rows)

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = plan_next_day(run, args.out or run.path, data_dir=args.data_dir, symbols=parse_symbols(args.symbols),
                                equity=args.equity,
                                positions=args.positions, as_of=args.as_of, max_stale_days=args.max_stale_days,
-                               whole_shares=args.whole_shares, repair=args.repair or None)
+                               whole_shares=args.whole_shares, repair=args.repair)
     except NdjaxError as e:
         raise SystemExit(one_line("plan", e)) from None
     print(format_plan(result))

@@ -82,19 +82,21 @@ def trailing_return(market: MarketData, days: int = LOOKBACK_DAYS) -> np.ndarray
     return out
 
 
-def trend_targets(market: MarketData, target_vol: float = TARGET_VOL, days: int = LOOKBACK_DAYS) -> np.ndarray:
+def trend_targets(market: MarketData, target_vol: float = TARGET_VOL, days: int = LOOKBACK_DAYS,
+                  vol: np.ndarray | None = None) -> np.ndarray:
     """`trend` target weights `(T, N)` before the margin budget: `target_vol / (n sigma)` where the trailing return
-    is positive, 0 elsewhere; `n` the assets with a defined trailing return at that row."""
-    ret, vol = trailing_return(market, days), annual_vol(market)
+    is positive, 0 elsewhere; `n` the assets with a defined trailing return at that row. `vol`: `annual_vol(market)`
+    when the caller has it."""
+    ret, vol = trailing_return(market, days), annual_vol(market) if vol is None else vol
     known = np.isfinite(ret) & np.isfinite(vol)
     n = np.maximum(known.sum(axis=1, keepdims=True), 1)
     return np.where(known & (np.nan_to_num(ret) > 0), target_vol / (n * np.where(known, vol, 1.0)), 0.0)
 
 
-def inverse_vol_targets(market: MarketData) -> np.ndarray:
+def inverse_vol_targets(market: MarketData, vol: np.ndarray | None = None) -> np.ndarray:
     """`inverse_vol` target weights `(T, N)`: `1/sigma` over the assets with a bar at or before the row, summing
-    to 1 (all 0 before any asset has one)."""
-    vol = annual_vol(market)
+    to 1 (all 0 before any asset has one). `vol`: `annual_vol(market)` when the caller has it."""
+    vol = annual_vol(market) if vol is None else vol
     inv = np.where(np.isfinite(vol), 1.0 / np.where(np.isfinite(vol), vol, 1.0), 0.0)
     total = inv.sum(axis=1, keepdims=True)
     return np.where(total > 0, inv / np.where(total > 0, total, 1.0), 0.0)
@@ -102,8 +104,9 @@ def inverse_vol_targets(market: MarketData) -> np.ndarray:
 
 def classical_targets(market: MarketData, target_vol: float = TARGET_VOL) -> dict[str, np.ndarray]:
     """Both rules' target weights `(T, N)` float32, row t from closes at rows <= t."""
-    return {"trend": trend_targets(market, target_vol).astype(np.float32),
-            "inverse_vol": inverse_vol_targets(market).astype(np.float32)}
+    vol = annual_vol(market)  # one EWMA pass over every asset, shared by both rules
+    return {"trend": trend_targets(market, target_vol, vol=vol).astype(np.float32),
+            "inverse_vol": inverse_vol_targets(market, vol).astype(np.float32)}
 
 
 def banded(target: jax.Array, held: jax.Array, band: float = BAND) -> jax.Array:

@@ -12,7 +12,6 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ndjax.data.source import MarketSource
 from ndjax.errors import ConfigError
 
 POLICY_HELP: Mapping[str, str] = {
@@ -123,8 +122,11 @@ def add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, 
     parser.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
     parser.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
                                           "default: the run's symbols")
+    from ndjax.data.source import MarketSource  # here: the scripts that only fetch bars load no JAX
+
     repair = next(f for f in dataclasses.fields(MarketSource) if f.name == "repair")
-    parser.add_argument("--repair", action="store_true", help=repair.metadata["help"])
+    parser.add_argument("--repair", action="store_true", default=None,
+                        help=repair.metadata["help"] + " (default: the run's own setting)")
 
 
 def parse_symbols(text: str | None) -> list[str] | str | None:

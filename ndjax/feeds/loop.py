@@ -15,7 +15,7 @@ import numpy as np
 from ndjax.feeds.bars import BarFeed, FeedError
 from ndjax.feeds.files import append_log, read_log
 from ndjax.feeds.final import DEFAULT_SETTLE, utc
-from ndjax.feeds.status import cycle_day, last_bars, ledger_summary
+from ndjax.feeds.status import cycle_day, ledger_summary
 from ndjax.feeds.update import SymbolUpdate, update_folder
 
 SPLIT_LOG_RATIO = float(np.log(1.2))
@@ -75,7 +75,7 @@ def live_day(folder: str | Path, symbols: Sequence[str] | None, feed: BarFeed, l
     day = cycle_day(names, now, settle)
     if through is not None:
         day = min(day, np.datetime64(str(through), "D"))
-    bars = [np.datetime64(d, "D") for d in last_bars(folder, names).values() if d]
+    bars = [np.datetime64(r.last, "D") for r in fetched if r.last]  # each file's last bar, as the update left it
     newest = min(max(bars), day) if bars else None
     last = None if summary is None else np.datetime64(summary["day"]["date"], "D")
     if newest is None or (last is not None and newest <= last):

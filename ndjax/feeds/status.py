@@ -20,6 +20,7 @@ from ndjax.feeds.bars import FeedError
 from ndjax.feeds.files import read_bars
 from ndjax.feeds.final import DEFAULT_SETTLE, final_through, session_closes, utc
 from ndjax.paper.broker import TERMINAL_STATUSES
+from ndjax.paper.controls import still_halted
 
 STALE_SESSIONS = 1
 """Cycle days that may be due and not yet run before the loop counts as stale."""
@@ -46,11 +47,14 @@ def ledger_summary(path: str | Path) -> dict[str, Any] | None:
                 "SELECT symbol, quantity FROM positions WHERE date = ?", (day["date"],)) if r["quantity"]}
             champion = conn.execute("SELECT * FROM models WHERE decision = 'promoted' ORDER BY id DESC LIMIT 1"
                                     ).fetchone()
+            resumes = [r[0] for r in conn.execute("SELECT date FROM events WHERE kind = 'resume'")]
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
         raise FeedError(f"{path}: cannot read the ledger ({e})") from None
-    return {"day": dict(day), "open_orders": orders, "champion": dict(champion) if champion else None,
+    day = dict(day)
+    day["halted"] = still_halted(day["halted"], day["date"], resumes)  # a person's resume lifts the day's halt
+    return {"day": day, "open_orders": orders, "champion": dict(champion) if champion else None,
             "held": held}
 
 

@@ -62,6 +62,12 @@ def halts(dd: float, controls: Controls) -> bool:
     return controls.halt_drawdown < 1.0 and dd >= controls.halt_drawdown
 
 
+def still_halted(day_halted: bool, day: str, resumes: Sequence[str]) -> bool:
+    """Whether new buys are halted after a recorded `day` whose row says `day_halted`: a resume recorded on that day
+    (`resumes`, the dates of the ledger's resume events) lifts the halt."""
+    return bool(day_halted) and day not in resumes
+
+
 def buy_scale(ramp: float, equity: float, requirement: float) -> float:
     """The share of the full pool `max(E - IM, 0)` that an account trading `ramp` of its equity may spend:
     `max(ramp E - IM, 0) / max(E - IM, 0)` (1 when the full pool is empty)."""

@@ -41,7 +41,7 @@ from ndjax.paper.broker import (
     Settlement,
     portfolio_state,
 )
-from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp
+from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp, still_halted
 from ndjax.paper.ledger import Ledger, LedgerError
 from ndjax.probe import remember_trades
 from ndjax.runs.folder import Run, run_arrays
@@ -251,7 +251,7 @@ class PaperSession:
         since = resumed[-1] if resumed else ""
         curve = [d["equity"] for d in self.ledger.days() if d["date"] >= since] + [equity]
         dd = drawdown(curve)
-        halted = bool(last_day and last_day["halted"]) and not (resumed and resumed[-1] == last_day["date"])
+        halted = last_day is not None and still_halted(last_day["halted"], last_day["date"], resumed)
         halts_today = not halted and halts(dd, self.config.controls)
         ramp = next_ramp(None if last_day is None else last_day["ramp"], dd, self.config.controls)
         return DayControls(drawdown=dd, halted=halted or halts_today, halts_today=halts_today, ramp=ramp)

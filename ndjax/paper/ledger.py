@@ -27,6 +27,7 @@ from ndjax.data.calendar import next_bar_day, row_at_or_after, to_day
 from ndjax.errors import NdjaxError
 from ndjax.files import FileLocked, lock, unlock
 from ndjax.paper.broker import TERMINAL_STATUSES, Book, Fill, Order, OrderStatus
+from ndjax.paper.controls import still_halted
 from ndjax.probe import ProbeState
 
 FORMAT = "ndjax-ledger/2"
@@ -232,9 +233,10 @@ class Ledger:
     def halted(self) -> bool:
         """Whether new buys are halted: the last day recorded a halt and no resume came after it."""
         last = self.last_date()
-        if last is None or not self._sql("SELECT halted FROM account_days WHERE date = ?", (last,)).fetchone()[0]:
+        if last is None:
             return False
-        return not any(e["date"] == last for e in self.events("resume"))
+        day_halted = self._sql("SELECT halted FROM account_days WHERE date = ?", (last,)).fetchone()[0]
+        return still_halted(day_halted, last, [e["date"] for e in self.events("resume")])
 
     def check_replay(self, dates: np.ndarray, start: Any = None, through: Any = None) -> None:
         """Refuse, naming the dates, a replay over market `dates (T,)` that would not do what is asked: `start`

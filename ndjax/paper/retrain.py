@@ -17,7 +17,7 @@ import jax
 from ndjax.errors import ConfigError
 from ndjax.loss import evaluate_returns
 from ndjax.paper.cycle import PaperSession, content_hash
-from ndjax.runs.evaluate import held_out
+from ndjax.runs.evaluate import simulate_run
 from ndjax.runs.folder import Run, load_run, run_arrays
 from ndjax.runs.job import JobSpec, start_run
 from ndjax.train.loop import fit
@@ -46,12 +46,9 @@ class RetrainPolicy:
 
 def score(run: Run, session: PaperSession, start: int, stop: int) -> float:
     """The run's objective of its hard-fill path over rows `start .. stop-1` of the session's market."""
-    arrays = run_arrays(run, session.market)
-    paths = held_out(run.graphdef, run.params, arrays, start, run.context,
-                     run.config.market_params("hard", is_crypto=session.market.is_crypto), stop,
-                     run.config.train.initial_cash).paths
+    _, infos = simulate_run(run, run_arrays(run, session.market), start, stop)  # the policy alone, no baselines
     cfg, hp = run.config.train, run.config.hparams
-    return float(evaluate_returns(paths["policy"].returns, cfg.objective, session.market.periods_per_year,
+    return float(evaluate_returns(infos.returns, cfg.objective, session.market.periods_per_year,
                                   hp.return_weight, hp.risk_aversion))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ndjax.dynamics import StepInfo
+from ndjax.errors import ConfigError
 
 SCALED = ("equity", "prev_equity", "cash", "leverage_cost", "fees", "traded_notional", "forced_notional",
           "buy_order_qty", "sell_order_qty", "buy_qty", "sell_qty", "forced_qty", "inventory")
@@ -26,7 +27,7 @@ def chain_paths(pieces: Sequence[tuple[Sequence[str], StepInfo]]) -> tuple[tuple
     """Chain `(symbols, path)` pieces (time on axis 0, per-asset fields `(T_k, N_k)`) into one path `(sum T_k, U)`
     over the union `U` of their symbols (sorted); returns `(union, path)` as NumPy float64."""
     if not pieces:
-        raise ValueError("chain_paths: no paths to chain")
+        raise ConfigError("chain_paths: no paths to chain")
     union = tuple(sorted({s for symbols, _ in pieces for s in symbols}))
     col = {s: i for i, s in enumerate(union)}
     parts: dict[str, list[np.ndarray]] = {f: [] for f in StepInfo.__dataclass_fields__}

@@ -164,12 +164,13 @@ def start_run(spec: JobSpec, out: str | Path, *, need_test: bool = True, log: An
     out = Path(out)
     prepared = prepare_run(spec, need_test=need_test,
                            log=None if log is None else (lambda line: log(f"{line}; run folder {out}")))
-    config = prepared.config
     if not resume:
-        save_config(out, config)
-    elif json_text(config.to_dict()) != json_text(load_config(out).to_dict()):
+        save_config(out, prepared.config)
+        return prepared
+    rebuilt, stored = prepared.config.to_dict(), load_config(out).to_dict()
+    if json_text(rebuilt) != json_text(stored):
         raise RunError(f"{out / CONFIG_FILE}: the data or configuration rebuilt for --resume differs from the stored "
-                       f"run ({_differing(config.to_dict(), load_config(out).to_dict())}); nothing was written")
+                       f"run ({_differing(rebuilt, stored)}); nothing was written")
     return prepared
 
 
