@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ndjax.feeds.status import ledger_summary
 from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp
 from ndjax.paper.cycle import PaperConfig
 from ndjax.paper.trade import open_session, paper_trade
@@ -51,7 +52,9 @@ def test_kill_switch_halts_buys_until_resumed(run_dir, tmp_path):
     assert halted and session.ledger.events("halt")
     first = halted[0]["date"]
     assert not [o for o in session.ledger.order_rows() if o["date"] >= first and o["side"] == "buy"]
+    assert ledger_summary(session.ledger.path)["day"]["halted"]  # daily.py --status: halted ...
     assert session.resume_buys() == str(dates[START + 25])
+    assert not ledger_summary(session.ledger.path)["day"]["halted"]  # ... until a person resumes
     paper_trade(session, through=str(dates[START + 26]), rows=False)
     assert not session.ledger.days()[-1]["halted"]
     assert [o for o in session.ledger.order_rows() if o["date"] == str(dates[START + 26]) and o["side"] == "buy"]
