@@ -76,6 +76,21 @@ def test_every_bad_bar_is_refused_naming_symbol_and_date(tmp_path, field, value,
         assert not (tmp_path / "STK1.csv").exists()
 
 
+def test_the_feed_refuses_what_the_loader_refuses(tmp_path):
+    """A stock bar on a day the market was closed and a one-bar jump beyond x20 are refused by the fetch too, so it
+    never writes a file `load_daily` would then refuse every day."""
+    days = np.array(["2026-11-05", "2026-11-06", "2026-11-07"], "datetime64[D]")  # 11-07 is a Saturday
+    frame = pd.DataFrame({"date": days, **{k: [10.0, 10.0, 10.0] for k in ("open", "high", "low", "close")},
+                          "volume": [1.0, 1.0, 1.0]})
+    check_bars("X", frame)  # crypto trades every day
+    with pytest.raises(FeedError, match=r"^X 2026-11-07: bad bar refused \(not an XNYS session"):
+        check_bars("X", frame, stock=True)
+    jump = frame.iloc[:2].copy()
+    jump.loc[1, ["open", "high", "low", "close"]] = 300.0
+    with pytest.raises(FeedError, match=r"^X 2026-11-06: bad bar refused \(implausible one-bar move: open 300"):
+        check_bars("X", jump, stock=True)
+
+
 def test_nan_and_unreadable_bars_are_refused(tmp_path):
     """JSON has no NaN: a bar frame with one (from any feed) is refused by the check, naming symbol and date; a
     null price from the server is refused naming the symbol; a replayed CSV with a NaN names file, row and date."""

@@ -15,8 +15,9 @@ LAYERS: dict[str, int] = {
     "ndjax.assets": 0, "ndjax.market_rules": 0, "ndjax.probe": 0, "ndjax.dynamics": 1,
     # running sums of a path: what one step adds, PathStats from the sums
     "ndjax.stats_scan": 2,
-    # data: calendar -> container -> loading, features, synthetic markets, splits -> sources, device arrays
-    "ndjax.data.calendar": 2, "ndjax.data.market": 3, "ndjax.data.loading": 4, "ndjax.data.features": 4,
+    # data: calendar, the move bound -> container -> loading, features, synthetic markets, splits -> sources, arrays
+    "ndjax.data.calendar": 2, "ndjax.data.plausible": 2,
+    "ndjax.data.market": 3, "ndjax.data.loading": 4, "ndjax.data.features": 4,
     "ndjax.data.synthetic": 4, "ndjax.data.splits": 4, "ndjax.data.source": 5, "ndjax.data.arrays": 5,
     # what a policy sees -> target weights to orders -> the policy -> simulation -> objectives -> statistics
     "ndjax.observation": 6, "ndjax.targets": 7, "ndjax.policy": 8, "ndjax.sim": 9, "ndjax.loss": 10,
@@ -40,8 +41,8 @@ LAYERS: dict[str, int] = {
     "ndjax.cli": 21,
     # the live loop's daily bars: a bar frame and when a bar is final -> the folder's files -> updating it from a
     # feed -> the CSV and Alpaca feeds -> the fetch flags -> the daily loop and its health
-    "ndjax.feeds.bars": 2, "ndjax.feeds.final": 2, "ndjax.feeds.files": 3, "ndjax.feeds.update": 4,
-    "ndjax.feeds.csvfolder": 5, "ndjax.feeds.alpaca": 5, "ndjax.feeds.options": 6, "ndjax.feeds.loop": 23,
+    "ndjax.feeds.bars": 3, "ndjax.feeds.final": 3, "ndjax.feeds.files": 4, "ndjax.feeds.update": 5,
+    "ndjax.feeds.csvfolder": 6, "ndjax.feeds.alpaca": 6, "ndjax.feeds.options": 7, "ndjax.feeds.loop": 23,
     "ndjax.feeds.status": 22,
 }
 """Each module's layer: a module imports only from strictly lower layers."""

@@ -18,6 +18,7 @@ import pandas as pd
 from ndjax.assets import asset_class_mask
 from ndjax.data.calendar import DateLike, is_xnys_session, to_day
 from ndjax.data.market import PRICE_COLUMNS, AssetSeries, DataError, MarketData, UnknownSymbolError, align
+from ndjax.data.plausible import MAX_MOVE, implausible_moves, move_problem
 
 DATE_COLUMNS = ("date", "timestamp", "open_time", "datetime", "time")
 ISO_DATE = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?"
@@ -27,9 +28,6 @@ NUMERIC_DATE = r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$"
 PRICE_RTOL = 1e-6
 """Relative tolerance for OHLC ordering; violations within it are clamped, beyond it are errors."""
 MIN_ROWS = 2
-MAX_MOVE = 20.0
-"""Default bound on a one-bar move: a bar whose open or close is more than this many times, or less than
-one this-many-th of, the previous close is implausible (an error, or dropped with `repair=True`)."""
 REPAIR_HINT = "pass --repair (repair=True) to drop such rows with a warning"
 
 
@@ -83,33 +81,6 @@ def _day_month_order(parts: pd.DataFrame, stock: bool) -> np.ndarray:
     if len(viable) == 1:
         return viable[0]
     return np.full(len(parts), np.datetime64("NaT"), dtype="datetime64[D]")
-
-
-def _implausible_moves(order: np.ndarray, o: np.ndarray, c: np.ndarray, max_move: float) -> list[tuple[int, int]]:
-    """`(row, reference row)` for each row (in date `order`) whose open or close is beyond `max_move` times (or below
-    one `max_move`-th of) the close of the last plausible row before it; a flagged row is not a reference. Wicks
-    (high, low) are not bounded: limit orders fill at their limits, and real data holds flash-crash prints."""
-    px = np.stack([o[order], c[order]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = px[:, 1:] / c[order][:-1]
-    if not np.any((ratio > max_move) | (ratio < 1 / max_move)):
-        return []
-    out, ref = [], None
-    for i in order.tolist():
-        if ref is not None:
-            ratio = np.array([o[i], c[i]]) / c[ref]
-            if np.any(ratio > max_move) or np.any(ratio < 1 / max_move):
-                out.append((i, ref))
-                continue
-        ref = i
-    return out
-
-
-def _move_problem(i: int, j: int, days: np.ndarray, o: np.ndarray, c: np.ndarray, max_move: float) -> str:
-    prices = {"open": o[i], "close": c[i]}
-    name = max(prices, key=lambda k: max(prices[k] / c[j], c[j] / prices[k]))
-    return (f"implausible one-bar move: {name} {prices[name]:g} against the previous close {c[j]:g} (data row "
-            f"{j + 1}, {days[j]}), beyond x{max_move:g} or /{max_move:g} (max_move)")
 
 
 def _read_series(
@@ -191,8 +162,8 @@ def _read_series(
     dup, first_of = by_day[~new_day], dict(zip(by_day[~new_day].tolist(), first[~new_day].tolist()))
     flag(np.isin(np.arange(n), dup), lambda i: f"duplicate date (same day as data row {first_of[i] + 1})")
     bad[dup] = True
-    for i, j in _implausible_moves(np.flatnonzero(~bad)[np.argsort(days[~bad], kind="stable")], o, c, max_move):
-        flag(np.arange(n) == i, lambda i, j=j: _move_problem(i, j, days, o, c, max_move))
+    for i, j in implausible_moves(np.flatnonzero(~bad)[np.argsort(days[~bad], kind="stable")], o, c, max_move):
+        flag(np.arange(n) == i, lambda i, j=j: move_problem(i, j, days, o, c, max_move))
         bad[i] = True
 
     def where(i: int) -> str:

@@ -13,6 +13,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from ndjax.data.calendar import is_xnys_session
+from ndjax.data.plausible import MAX_MOVE, implausible_moves, move_problem
 from ndjax.errors import NdjaxError
 
 PRICES = ("open", "high", "low", "close")
@@ -40,13 +42,17 @@ def empty_bars() -> pd.DataFrame:
                          **{c: np.array([], np.float64) for c in (*PRICES, "volume")}})
 
 
-def check_bars(symbol: str, bars: pd.DataFrame) -> None:
+def check_bars(symbol: str, bars: pd.DataFrame, *, stock: bool = False, max_move: float = MAX_MOVE) -> None:
     """Raise `FeedError` naming `symbol` and the date of the first bad bar of `bars` (a bar frame): a price or
     volume that is NaN or infinite, a price that is zero or negative, a negative volume, high < low, open or close
-    outside [low, high], a date seen twice, or dates out of order."""
+    outside [low, high], a date seen twice, dates out of order, and the loader's own rules (so the fetch never
+    writes a bar `load_daily` refuses): a `stock` bar on a day that is not an XNYS session, and a one-bar move
+    beyond `max_move` (`data.plausible`)."""
     days = bars["date"].to_numpy().astype("datetime64[D]")
     values = {c: bars[c].to_numpy(np.float64) for c in (*PRICES, "volume")}
     o, h, lo, c = (values[k] for k in PRICES)
+    closed = ~is_xnys_session(days) if stock else np.zeros(len(days), bool)
+    jumps = dict(implausible_moves(np.arange(len(days)), o, c, max_move)) if len(days) > 1 else {}
     for i in range(len(bars)):
         problems = [f"{k} is {values[k][i]}" for k in values if not np.isfinite(values[k][i])]
         problems += [f"{k} is {values[k][i]:g}, not positive" for k in PRICES if values[k][i] <= 0]
@@ -61,6 +67,10 @@ def check_bars(symbol: str, bars: pd.DataFrame) -> None:
             problems.append("the same date as the bar before (duplicated)")
         elif i and days[i] < days[i - 1]:
             problems.append(f"out of order (after {days[i - 1]})")
+        if closed[i]:
+            problems.append("not an XNYS session (a stock bar on a day the market was closed)")
+        if i in jumps:
+            problems.append(move_problem(i, jumps[i], days, o, c, max_move))
         if problems:
             raise FeedError(f"{symbol} {days[i]}: bad bar refused ({'; '.join(problems)}); nothing written for "
                             f"{symbol}")

@@ -73,7 +73,7 @@ def _differences(symbol: str, old: pd.DataFrame, new: pd.DataFrame) -> list[dict
 
 def _final(feed: BarFeed, symbol: str, crypto: bool, first: date, last: np.datetime64, now, settle) -> pd.DataFrame:
     got = feed.bars(symbol, crypto, first, pd.Timestamp(last).date())
-    check_bars(symbol, got)
+    check_bars(symbol, got, stock=not crypto)
     keep = final_mask(got, crypto, now, settle) & (got["date"].to_numpy().astype("datetime64[D]") <= last)
     return got[keep].reset_index(drop=True)
 
@@ -87,7 +87,7 @@ def update_symbol(folder: Path, symbol: str, feed: BarFeed, now: Any, *, through
     result = SymbolUpdate(symbol)
     old = read_bars(folder, symbol)
     if len(old):
-        check_bars(symbol, old)
+        check_bars(symbol, old, stock=not crypto)
     last = final_through(crypto, now, settle)
     if through is not None:
         last = min(last, np.datetime64(pd.Timestamp(through).date(), "D"))
@@ -117,7 +117,7 @@ def update_symbol(folder: Path, symbol: str, feed: BarFeed, now: Any, *, through
             new = pd.concat([kept, full, new[~new["date"].isin(full["date"]) & ~new["date"].isin(kept["date"])]])
             new = new.sort_values("date", kind="stable")
     new = new.reset_index(drop=True)
-    check_bars(symbol, new)
+    check_bars(symbol, new, stock=not crypto)
     result.added = [str(d) for d in np.setdiff1d(new["date"].to_numpy().astype("datetime64[D]"), old_days)]
     result.corrections = [] if result.rewritten else corrections
     if result.added or corrections or result.rewritten:
