@@ -20,8 +20,6 @@ a log scale, drawdowns, the policy's gross exposure). Prints the table and the i
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,11 +31,13 @@ from ndjax.data.source import MarketSource
 from ndjax.errors import NdjaxError, one_line
 from ndjax.metrics import drawdown, summary
 from ndjax.policy import PolicyConfig
+from ndjax.report.writers import write_json, write_rows
 from ndjax.runs.chain import chain_paths, rows_per_year
-from ndjax.runs.folder import load_config
 from ndjax.runs.folds import drawdown_target, fold_universe, make_folds, run_fold, yearly_tests
 from ndjax.runs.job import JobSpec
+from ndjax.train.checkpoints import saved_steps
 from ndjax.train.config import HParams, TrainConfig
+from ndjax.train.loop import CHECKPOINT_DIR
 
 STRATEGIES = ("policy", "buy_and_hold", "trend", "inverse_vol", "cash")
 
@@ -155,36 +155,28 @@ def walk_forward(args: argparse.Namespace) -> dict:
               f"{fold.test_end}; {len(universe)} symbols" + (f" (not yet listed: {', '.join(later)})" if later else ""),
               file=sys.stderr, flush=True)
         fold_dir = out / fold.name.replace(" ", "")
-        resume = args.resume and (fold_dir / "checkpoints").is_dir() and any((fold_dir / "checkpoints").iterdir())
+        resume = args.resume and bool(saved_steps(fold_dir / CHECKPOINT_DIR))
         result = run_fold(spec, fold, fold_dir, rows=False, progress=False, overwrite=args.overwrite and not resume,
                           resume=resume)
-        paths = result.paths  # policy, buy_and_hold, cash, trend, inverse_vol (runs.evaluate.held_out)
-        ppy = load_config(result.run_dir).periods_per_year
         report.append({"name": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,
                        "train_seconds": round(result.train_seconds, 1),
-                       "stats": {k: summary(paths[k], ppy).as_dict() for k in STRATEGIES}})
-        for k in STRATEGIES:
-            pieces[k].append((universe, paths[k]))
+                       "stats": {k: result.stats[k].as_dict() for k in STRATEGIES}})  # the fold report's own
+        for k in STRATEGIES:  # policy, buy_and_hold, cash, trend, inverse_vol (runs.evaluate.held_out)
+            pieces[k].append((universe, result.paths[k]))
         dates.append(np.asarray(result.dates))
-        out.mkdir(parents=True, exist_ok=True)  # the folds so far, should the run be stopped before the end
-        (out / "walk_forward_partial.json").write_text(json.dumps({"folds": report, "seconds": round(
-            time.perf_counter() - t0, 1)}, indent=1))
+        write_json(out / "walk_forward_partial.json",  # the folds so far, should the run be stopped before the end
+                   {"folds": report, "seconds": round(time.perf_counter() - t0, 1)})
     chained = {k: chain_paths(pieces[k])[1] for k in STRATEGIES}
     all_dates = np.concatenate(dates)
     concat = {k: summary(chained[k], rows_per_year(all_dates)).as_dict() for k in STRATEGIES}
     print_report(report, concat)
-    out.mkdir(parents=True, exist_ok=True)
     doc = {"folds": report, "concatenated": concat,
            "targets": [{"target": w, "measured": f, "met": bool(ok)} for w, f, ok in check_targets(report, concat)]}
-    (out / "walk_forward.json").write_text(json.dumps(doc, indent=1))
-    names = list(concat["policy"])
-    with open(out / "walk_forward.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["fold", "test_start", "test_end", "strategy", *names])
-        for f in report + [{"name": "concatenated", "test_start": folds[0].test_start, "test_end": folds[-1].test_end,
-                            "stats": concat}]:
-            for k in STRATEGIES:
-                w.writerow([f["name"], f["test_start"], f["test_end"], k, *(f["stats"][k][n] for n in names)])
+    write_json(out / "walk_forward.json", doc)
+    whole = {"name": "concatenated", "test_start": folds[0].test_start, "test_end": folds[-1].test_end, "stats": concat}
+    rows = [{"fold": f["name"], "test_start": f["test_start"], "test_end": f["test_end"], "strategy": k,
+             **f["stats"][k]} for f in [*report, whole] for k in STRATEGIES]
+    write_rows(out / "walk_forward.csv", rows)
     plot(out / "walk_forward.png", all_dates, chained)
     print(f"\n{len(report)} folds in {time.perf_counter() - t0:.0f} s; wrote {out}/walk_forward.json, "
           "walk_forward.csv, walk_forward.png")
