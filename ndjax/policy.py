@@ -14,13 +14,13 @@ the plain parameter pytree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ndjax.data.features import FEATURE_NAMES
+from ndjax.data.features import FEATURE_SETS
 from ndjax.dynamics import Action
 from ndjax.observation import BOOK_FEATURES, Observation, PolicyApply
 from ndjax.targets import project_budget, target_action
@@ -38,11 +38,14 @@ class PolicyConfig:
     cut to the margin limit). The per-asset cap stays `w_cap`. Targets are scaled down together when the book
     would need more than the initial margin allows; `targets.target_action` turns them into limit orders at the
     previous close.
-    `pooled` also feeds the head the mean embedding over assets (cross-asset context).
+    `pooled` also feeds the head the mean embedding over assets (cross-asset context). `features` names the
+    `FEATURE_SETS` entry the encoder reads ("base": 20 bars back at most; "regime": also 60/120/250-bar returns,
+    the drawdown from the year's high and vol against its norm).
     """
 
     model: str = "mlp"  # "mlp" | "transformer"
-    n_features: int = len(FEATURE_NAMES)
+    features: str = field(default="base", metadata={"help": "feature set the encoder reads: base (20 bars back at "
+                                                     "most) or regime (also 60/120/250-bar returns, drawdown, vol)"})
     d_model: int = 8
     n_heads: int = 4
     n_layers: int = 1
@@ -56,12 +59,24 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.model not in ("transformer", "mlp"):
             raise ValueError(f"PolicyConfig.model: unknown {self.model!r}; expected 'transformer' or 'mlp'")
+        if self.features not in FEATURE_SETS:
+            raise ValueError(f"PolicyConfig.features: unknown {self.features!r}; expected one of "
+                             f"{sorted(FEATURE_SETS)}")
         if self.d_model % self.n_heads:
             raise ValueError(f"PolicyConfig.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.lookback < 1:
             raise ValueError(f"PolicyConfig.lookback: must be >= 1, got {self.lookback}")
         if not self.w_cap > 0:
             raise ValueError(f"PolicyConfig.w_cap: must be > 0, got {self.w_cap}")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The features the encoder reads, in order."""
+        return FEATURE_SETS[self.features]
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
 
     @property
     def context(self) -> int:

@@ -147,7 +147,7 @@ def start_path(shape: tuple[int, ...], dtype: Any) -> PathSums:
     """Sums of a path with no step yet, per-path fields of `shape`."""
     zero, count = jnp.zeros(shape, dtype), jnp.zeros(shape, jnp.int32)
     return PathSums(returns=start_returns(shape, dtype), initial=zero, final=zero, peak=zero, max_drawdown=zero,
-                    leverage=zero, max_leverage=jnp.full(shape, -jnp.inf, dtype), leverage_cost=zero, fees=zero,
+                    leverage=zero, max_leverage=jnp.full(shape, -jnp.inf, zero.dtype), leverage_cost=zero, fees=zero,
                     traded=zero, equity=zero, buys_placed=count, buys_filled=zero, sells_placed=count,
                     sells_filled=zero, n_buys=count, n_sells=count, margin_calls=zero, forced_notional=zero)
 

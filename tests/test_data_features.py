@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from ndjax.data.features import (
+    ALL_FEATURES,
     EWMA_DECAY,
     EWMA_WARMUP,
     FEATURE_NAMES,
     PASSTHROUGH_FEATURES,
+    REGIME_FEATURES,
     Normalizer,
     compute_features,
     vol_forecast,
@@ -127,3 +129,42 @@ def test_normalizer_guards_constant_features() -> None:
     assert abs(z[..., 1].std() - 1) < 1e-5
     with pytest.raises(ValueError):
         Normalizer.fit(x, np.zeros((10, 2)))
+
+
+@pytest.fixture(scope="module")
+def long_market() -> MarketData:
+    return synthetic_market(5, n_stocks=2, n_crypto=1, n_days=560)
+
+
+def test_regime_features_by_hand_and_causal(long_market: MarketData) -> None:
+    m = long_market
+    f = compute_features(m, ALL_FEATURES)
+    assert f.shape == (m.n_days, m.n_assets, len(ALL_FEATURES)) and np.isfinite(f).all()
+    np.testing.assert_array_equal(f[..., : len(FEATURE_NAMES)], compute_features(m))  # the base set is a prefix
+    at = {n: i for i, n in enumerate(ALL_FEATURES)}
+    for j in range(m.n_assets):
+        idx = np.flatnonzero(m.tradable[:, j])
+        c = m.close[idx, j].astype(np.float64)
+        r = np.r_[0.0, np.log(c[1:] / c[:-1])]
+        sigma = vol_forecast(r)
+        before = np.r_[sigma[0], sigma[:-1]]
+        k = idx.size - 5  # a bar with more than a year of bars behind it
+        assert k > 260
+        for lag in (60, 120, 250):
+            assert f[idx[k], j, at[f"z_{lag}"]] == pytest.approx(np.log(c[k] / c[k - lag]) / (before[k] * np.sqrt(lag)),
+                                                                rel=1e-4)
+            assert np.all(f[idx[:lag], j, at[f"z_{lag}"]] == 0)
+        high = np.log(c[k - 249 : k + 1]).max()
+        assert f[idx[k], j, at["drawdown_250"]] == pytest.approx((np.log(c[k]) - high) / (before[k] * np.sqrt(250)),
+                                                                 rel=1e-4, abs=1e-6)
+        long_run = np.sqrt(np.mean(r[k - 249 : k + 1] ** 2))
+        assert f[idx[k], j, at["vol_ratio"]] == pytest.approx(np.log(sigma[k] / long_run), rel=1e-4, abs=1e-6)
+        assert np.all(f[idx, j, at["drawdown_250"]] <= 0)
+    for t in (30, 260, 400):
+        other = compute_features(perturb_after(m, t, np.random.default_rng(t)), ALL_FEATURES)
+        np.testing.assert_array_equal(f[: t + 1], other[: t + 1])
+    norm = Normalizer.fit(f, names=ALL_FEATURES)
+    for name in REGIME_FEATURES:
+        assert norm.mean[at[name]] == 0 and norm.std[at[name]] == 1
+    with pytest.raises(ValueError, match="unknown feature"):
+        compute_features(m, ("z_1", "z_999"))

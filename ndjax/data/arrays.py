@@ -6,6 +6,7 @@ causally, normalised with statistics of the training rows only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ndjax.data.features import Normalizer, compute_features
+from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
 from ndjax.data.market import MarketData
 from ndjax.dynamics import Bar
 
@@ -102,12 +103,13 @@ def market_arrays(market: MarketData, features: np.ndarray, dtype: Any = jnp.flo
     )
 
 
-def prepare(market: MarketData, train_rows: int,
-            normalizer: Normalizer | None = None) -> tuple[Normalizer, MarketArrays]:
-    """Features of every row normalised with statistics of the first `train_rows` rows only (or with a stored
-    `normalizer`), as device arrays."""
-    raw = compute_features(market)
-    normalizer = normalizer or Normalizer.fit(raw[:train_rows])
+def prepare(market: MarketData, train_rows: int, normalizer: Normalizer | None = None,
+            names: Sequence[str] = FEATURE_NAMES) -> tuple[Normalizer, MarketArrays]:
+    """The features `names` of every row normalised with statistics of the first `train_rows` rows only (or with a
+    stored `normalizer`, whose own names are read), as device arrays."""
+    names = (normalizer.names or FEATURE_NAMES) if normalizer is not None else tuple(names)
+    raw = compute_features(market, names)
+    normalizer = normalizer or Normalizer.fit(raw[:train_rows], names=names)
     return normalizer, market_arrays(market, normalizer.apply(raw))
 
 

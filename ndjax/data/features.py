@@ -30,6 +30,17 @@ FEATURE_NAMES: tuple[str, ...] = (
     "next_session_days",  # (calendar days to next XNYS session - 1) / 3
     "tradable",  # 0/1: the asset has a bar today
 )
+REGIME_FEATURES: tuple[str, ...] = (
+    "z_60",  # log return over 60 bars / (the forecast made before the last bar x sqrt 60)
+    "z_120",  # the same over 120 bars
+    "z_250",  # the same over 250 bars (a year of sessions): the trend a time-series momentum rule reads
+    "drawdown_250",  # log(close / highest close of the last 250 bars) / (that forecast x sqrt 250), <= 0
+    "vol_ratio",  # log(vol forecast / root mean square return of the last 250 bars): vol against its own norm
+)
+"""Longer horizons, for a policy that should see which regime it is in; all in vol units (passthrough)."""
+FEATURE_SETS: dict[str, tuple[str, ...]] = {"base": FEATURE_NAMES, "regime": FEATURE_NAMES + REGIME_FEATURES}
+"""The feature sets a policy can read (`PolicyConfig.features`), each a list of `ALL_FEATURES` names."""
+ALL_FEATURES: tuple[str, ...] = FEATURE_SETS["regime"]
 PASSTHROUGH_FEATURES: tuple[str, ...] = (
     "z_1",
     "z_5",
@@ -43,10 +54,14 @@ PASSTHROUGH_FEATURES: tuple[str, ...] = (
     "tradable",
 )
 """Features the `Normalizer` leaves as they are (already standardised by the vol forecast, bounded, categorical or
-calendar): their scale means the same for every asset, so a model trades symbols it was not trained on."""
+calendar): their scale means the same for every asset, so a model trades symbols it was not trained on. The
+`REGIME_FEATURES` are left as they are too."""
 
 _RETURN_LAGS = (1, 5, 20)
-_PRICE_FEATURES = 5
+_REGIME_LAGS = (60, 120, 250)
+YEAR_BARS = 250
+"""Bars behind the drawdown and the long-run vol of `REGIME_FEATURES`."""
+_OWN_BAR_FEATURES = ("z_1", "z_5", "z_20", "log_vol", "range_z", *REGIME_FEATURES)
 EWMA_DECAY = 0.94
 """RiskMetrics decay of the squared-return average behind the vol forecast."""
 EWMA_WARMUP = 20
@@ -71,42 +86,63 @@ def vol_forecast(logret: np.ndarray) -> np.ndarray:
     return np.maximum(out, MIN_VOL)
 
 
+def _trailing_max(x: np.ndarray, width: int) -> np.ndarray:
+    """Max of `x[max(k - width + 1, 0) .. k]` for every k.  (n,) -> (n,)"""
+    pad = np.r_[np.full(width - 1, -np.inf), x]
+    return np.lib.stride_tricks.sliding_window_view(pad, width).max(axis=1)
+
+
 def _asset_features(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Price features `(n, 5)` for one asset's own bar sequence of length n."""
+    """Own-bar features `(n, len(_OWN_BAR_FEATURES))` for one asset's own bar sequence of length n."""
     n = c.size
-    out = np.zeros((n, _PRICE_FEATURES))
+    out = np.zeros((n, len(_OWN_BAR_FEATURES)))
     logc = np.log(c)
-    sigma = vol_forecast(np.r_[0.0, np.diff(logc)])
+    logret = np.r_[0.0, np.diff(logc)]
+    sigma = vol_forecast(logret)
     before = np.r_[sigma[0], sigma[:-1]]  # the forecast each bar was made with
-    for k, lag in enumerate(_RETURN_LAGS):
+    for k, lag in enumerate(_RETURN_LAGS + _REGIME_LAGS):
         if n > lag:
-            out[lag:, k] = (logc[lag:] - logc[:-lag]) / (before[lag:] * np.sqrt(lag))
+            col = k if k < len(_RETURN_LAGS) else k + 2  # after log_vol and range_z
+            out[lag:, col] = (logc[lag:] - logc[:-lag]) / (before[lag:] * np.sqrt(lag))
     out[:, 3] = np.log(sigma)
     out[:, 4] = (h - lo) / c / before
+    out[:, 8] = (logc - _trailing_max(logc, YEAR_BARS)) / (before * np.sqrt(YEAR_BARS))
+    seen = np.minimum(np.arange(n), YEAR_BARS)  # returns inside the last YEAR_BARS bars (none at bar 0)
+    sq = np.cumsum(logret**2)
+    long_run = np.sqrt((sq - np.r_[np.zeros(YEAR_BARS), sq[:-YEAR_BARS]][:n]) / np.maximum(seen, 1))
+    ready = seen >= EWMA_WARMUP
+    out[:, 9] = np.where(ready, np.log(sigma / np.maximum(long_run, MIN_VOL)), 0.0)
     return out
 
 
-def compute_features(market: MarketData) -> np.ndarray:
-    """Features `(T, N, F)` float32, NaN-free, in `FEATURE_NAMES` order; row t uses rows <= t only."""
+def compute_features(market: MarketData, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
+    """Features `(T, N, len(names))` float32, NaN-free, in the order of `names` (a subset of `ALL_FEATURES`,
+    default `FEATURE_NAMES`); row t uses rows <= t only."""
+    unknown = [x for x in names if x not in ALL_FEATURES]
+    if unknown:
+        raise ValueError(f"compute_features: unknown feature(s) {unknown}; known: {', '.join(ALL_FEATURES)}")
     t, n = market.n_days, market.n_assets
-    feats = np.zeros((t, n, len(FEATURE_NAMES)))
+    own = np.zeros((t, n, len(_OWN_BAR_FEATURES)))
     rows = np.arange(t)
     for j in range(n):
         idx = np.flatnonzero(market.tradable[:, j] > 0)
         if idx.size == 0:
             continue
-        own = _asset_features(*(x[idx, j] for x in (market.high, market.low, market.close)))
+        bars = _asset_features(*(x[idx, j] for x in (market.high, market.low, market.close)))
         pos = np.searchsorted(idx, rows, side="right") - 1  # last own bar at or before each row
-        feats[:, j, :_PRICE_FEATURES] = np.where((pos >= 0)[:, None], own[pos.clip(min=0)], 0.0)
-    dow = (market.dates.astype(np.int64) + 3) % 7
-    angle = 2.0 * np.pi * dow / 7.0
-    k = _PRICE_FEATURES
-    feats[:, :, k] = np.sin(angle)[:, None]
-    feats[:, :, k + 1] = np.cos(angle)[:, None]
-    feats[:, :, k + 2] = market.is_crypto[None, :]
-    feats[:, :, k + 3] = market.stock_tradable_next[:, None]
-    feats[:, :, k + 4] = ((market.next_session_days - 1.0) / 3.0)[:, None]
-    feats[:, :, k + 5] = market.tradable
+        own[:, j] = np.where((pos >= 0)[:, None], bars[pos.clip(min=0)], 0.0)
+    angle = 2.0 * np.pi * ((market.dates.astype(np.int64) + 3) % 7) / 7.0
+    shared = {
+        "dow_sin": np.sin(angle)[:, None],
+        "dow_cos": np.cos(angle)[:, None],
+        "is_crypto": market.is_crypto[None, :],
+        "stock_tradable_next": market.stock_tradable_next[:, None],
+        "next_session_days": ((market.next_session_days - 1.0) / 3.0)[:, None],
+        "tradable": market.tradable,
+    }
+    feats = np.zeros((t, n, len(names)))
+    for k, name in enumerate(names):
+        feats[:, :, k] = own[:, :, _OWN_BAR_FEATURES.index(name)] if name in _OWN_BAR_FEATURES else shared[name]
     return np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
@@ -131,15 +167,16 @@ class Normalizer:
     ) -> Normalizer:
         """Fit on `features (..., F)` (the training split only), over entries where `mask (...)` is nonzero.
 
-        `passthrough` (names or indices) get mean 0, std 1; default `PASSTHROUGH_FEATURES` when the
-        features follow `FEATURE_NAMES`. A std below 1e-8 is replaced by 1.
+        `passthrough` (names or indices) get mean 0, std 1; default `PASSTHROUGH_FEATURES` and
+        `REGIME_FEATURES` when the features follow a `FEATURE_SETS` list (`names`, or found by the
+        width). A std below 1e-8 is replaced by 1.
         """
         x = np.asarray(features, dtype=np.float64)
         f = x.shape[-1]
-        if names is None and f == len(FEATURE_NAMES):
-            names = FEATURE_NAMES
+        if names is None:
+            names = next((v for v in FEATURE_SETS.values() if len(v) == f), None)
         if passthrough is None:
-            passthrough = PASSTHROUGH_FEATURES if names is not None else ()
+            passthrough = [x for x in PASSTHROUGH_FEATURES + REGIME_FEATURES if x in names] if names is not None else ()
         flat = x.reshape(-1, f)
         if mask is not None:
             m = np.broadcast_to(np.asarray(mask), x.shape[:-1]).reshape(-1) > 0

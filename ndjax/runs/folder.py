@@ -73,7 +73,10 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         train = dict(d["train"])
         # a run saved before `w_per_asset` existed was trained with the head it did not shift
-        train["policy"] = PolicyConfig(**{"w_per_asset": False, **train["policy"]})
+        # (and one saved before `features` existed read the base features; `n_features` is now derived from them)
+        policy = {"w_per_asset": False, "features": "base", **train["policy"]}
+        policy.pop("n_features", None)
+        train["policy"] = PolicyConfig(**policy)
         return cls(source=MarketSource.from_dict(d["source"]), train=TrainConfig(**train),
                    hparams=HParams(**d["hparams"]), seed=int(d["seed"]), symbols=tuple(d["symbols"]),
                    is_crypto=tuple(bool(x) for x in d["is_crypto"]), periods_per_year=int(d["periods_per_year"]),

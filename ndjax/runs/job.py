@@ -138,7 +138,7 @@ def prepare_run(spec: JobSpec, *, need_test: bool = True, log: Any = None) -> Pr
     hp = check_spec(spec).hparams
     market = spec.source.load()
     a, b = split_rows(market, spec.train_end, spec.val_end, need_test=need_test)
-    normalizer, arrays = prepare(market, a)
+    normalizer, arrays = prepare(market, a, names=spec.train.policy.feature_names)
     cfg = replace(spec.train, periods_per_year=market.periods_per_year)
     L = cfg.policy.context
     if b < L:
@@ -149,7 +149,7 @@ def prepare_run(spec: JobSpec, *, need_test: bool = True, log: Any = None) -> Pr
         split["test"] = (str(dates[b]), str(dates[-1]))
     config = RunConfig(source=spec.source, train=cfg, hparams=hp, seed=spec.seed, symbols=tuple(market.symbols),
                        is_crypto=tuple(bool(x) for x in market.is_crypto), periods_per_year=market.periods_per_year,
-                       split=split, normalizer=normalizer)
+                       split=split, normalizer=normalizer, feature_names=cfg.policy.feature_names)
     if log is not None:
         log(f"ndjax: {market.n_assets} assets ({int(market.is_crypto.sum())} crypto), {market.n_days} rows "
             f"{dates[0]} .. {dates[-1]}; " + ", ".join(f"{k} {v}" for k, v in split.items()))
