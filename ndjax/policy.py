@@ -41,6 +41,10 @@ class PolicyConfig:
     `pooled` also feeds the head the mean embedding over assets (cross-asset context). `features` names the
     `FEATURE_SETS` entry the encoder reads ("base": 20 bars back at most; "regime": also 60/120/250-bar returns,
     the drawdown from the year's high and vol against its norm).
+    With `vol_target > 0` the head is a risk budget: the weight is also multiplied by
+    `min(vol_target / sigma, vol_scale_cap)`, sigma the asset's annualised vol forecast (the `log_annual_vol`
+    feature, passed unchanged from the encoder's input to the head), so exposure falls when vol rises without
+    the network having to learn it.
     """
 
     model: str = "mlp"  # "mlp" | "transformer"
@@ -55,6 +59,9 @@ class PolicyConfig:
     w_bias: float = 0.0
     w_per_asset: bool = True
     pooled: bool = False
+    vol_target: float = field(default=0.0, metadata={"help": "risk-budget head: weight x min(vol_target / annual vol "
+                                                       "forecast, vol_scale_cap); 0: off (needs features=regime)"})
+    vol_scale_cap: float = field(default=2.0, metadata={"help": "largest vol scaling of the risk-budget head"})
 
     def __post_init__(self) -> None:
         if self.model not in ("transformer", "mlp"):
@@ -62,6 +69,12 @@ class PolicyConfig:
         if self.features not in FEATURE_SETS:
             raise ValueError(f"PolicyConfig.features: unknown {self.features!r}; expected one of "
                              f"{sorted(FEATURE_SETS)}")
+        if self.vol_target < 0 or not self.vol_scale_cap > 0:
+            raise ValueError(f"PolicyConfig.vol_target: must be >= 0 with vol_scale_cap > 0, got {self.vol_target}, "
+                             f"{self.vol_scale_cap}")
+        if self.vol_target > 0 and "log_annual_vol" not in self.feature_names:
+            raise ValueError(f"PolicyConfig.vol_target: the risk-budget head reads log_annual_vol, which the "
+                             f"{self.features!r} features do not have; use features='regime'")
         if self.d_model % self.n_heads:
             raise ValueError(f"PolicyConfig.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.lookback < 1:
@@ -163,7 +176,15 @@ class Policy(nnx.Module):
         self.head_out.bias[...] = jnp.array([cfg.w_bias])
 
     def encode(self, features: jax.Array, valid: jax.Array | None = None) -> jax.Array:
-        """Market embedding per day and asset.  features (T, N, F), valid (T, N) -> (T, N, D)."""
+        """Market embedding per day and asset.  features (T, N, F), valid (T, N) -> (T, N, D), or (T, N, D + 1)
+        with `vol_target` (the last column: the `log_annual_vol` feature as it came in)."""
+        embedding = self._encode(features, valid)
+        if self.cfg.vol_target > 0:
+            vol = features[..., self.cfg.feature_names.index("log_annual_vol"), None]
+            return jnp.concatenate([embedding, vol.astype(embedding.dtype)], axis=-1)
+        return embedding
+
+    def _encode(self, features: jax.Array, valid: jax.Array | None) -> jax.Array:
         x = self.embed(features)
         if valid is None:
             valid = jnp.ones(features.shape[:2], bool)
@@ -181,13 +202,18 @@ class Policy(nnx.Module):
     def decide(self, obs: Observation) -> Action:
         """Limit orders for the next bar from one observation: embedding row (N, D), book (N, 3), the marks and
         the margin rules (`observe(..., params)`)."""
-        parts = [obs.market, obs.book]
+        market = obs.market[..., : self.cfg.d_model]
+        parts = [market, obs.book]
         if self.cfg.pooled:
-            parts.insert(1, jnp.broadcast_to(jnp.mean(obs.market, axis=-2, keepdims=True), obs.market.shape))
+            parts.insert(1, jnp.broadcast_to(jnp.mean(market, axis=-2, keepdims=True), market.shape))
         z = self.head_out(jax.nn.gelu(self.head_in(jnp.concatenate(parts, axis=-1))))[..., 0]
         if self.cfg.w_per_asset:  # a static shift (the shape's N): equivariant, causal, the same for every asset
             z = z - jnp.log(jnp.asarray(z.shape[-1], z.dtype))
-        target = project_budget(self.cfg.w_cap * jax.nn.sigmoid(z), obs.margin_rate)
+        weight = self.cfg.w_cap * jax.nn.sigmoid(z)
+        if self.cfg.vol_target > 0:
+            sigma = jnp.exp(obs.market[..., self.cfg.d_model])
+            weight = weight * jnp.minimum(self.cfg.vol_target / sigma, self.cfg.vol_scale_cap)
+        target = project_budget(weight, obs.margin_rate)
         return target_action(target, obs, obs.margin_rate, obs.maker_fee)
 
 

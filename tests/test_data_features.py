@@ -160,6 +160,9 @@ def test_regime_features_by_hand_and_causal(long_market: MarketData) -> None:
         long_run = np.sqrt(np.mean(r[k - 249 : k + 1] ** 2))
         assert f[idx[k], j, at["vol_ratio"]] == pytest.approx(np.log(sigma[k] / long_run), rel=1e-4, abs=1e-6)
         assert np.all(f[idx, j, at["drawdown_250"]] <= 0)
+        per_year = 365 if m.is_crypto[j] else 252
+        assert f[idx[k], j, at["log_annual_vol"]] == pytest.approx(np.log(sigma[k] * np.sqrt(per_year)), rel=1e-5)
+        assert np.all(f[: idx[0], j] == 0)  # nothing before the asset's first bar
     for t in (30, 260, 400):
         other = compute_features(perturb_after(m, t, np.random.default_rng(t)), ALL_FEATURES)
         np.testing.assert_array_equal(f[: t + 1], other[: t + 1])

@@ -100,3 +100,32 @@ def test_initial_book_does_not_grow_with_the_number_of_assets(n):
     sizes = size_orders(mp, state, a, jnp.ones(n), jnp.asarray(1.0))
     value = np.asarray(sizes.buy_qty) * np.asarray(ref)
     np.testing.assert_allclose(value, 1.0 / (n + 1), rtol=2e-3)  # 1 of equity, fee-free of rounding
+
+
+def test_risk_budget_head_scales_by_the_vol_forecast():
+    """With vol_target the head's weight is w_cap / (N + 1) x min(vol_target / sigma, cap) at initialisation,
+    sigma = exp(log_annual_vol): doubling one asset's vol halves its buy and leaves the others; equivariant."""
+    cfg = PolicyConfig(model="mlp", features="regime", vol_target=0.15, **SMALL_POLICY)
+    graphdef, params = create(cfg, jax.random.PRNGKey(3))
+    n, k = 4, cfg.feature_names.index("log_annual_vol")
+    feats = jax.random.normal(jax.random.PRNGKey(4), (12, n, cfg.n_features))
+    sigma = jnp.array([0.10, 0.20, 0.30, 0.60])
+    feats = feats.at[..., k].set(jnp.log(sigma))
+    ref = jnp.linspace(10.0, 40.0, n)
+    mp = MarketParams(is_crypto=jnp.zeros(n, bool))
+    state = init_state(1.0, ref)
+    apply = jax.jit(lambda f: make_apply(graphdef)(params, observe(encode(graphdef, params, f)[-1], state, mp)))
+
+    def value(f):
+        return np.asarray(size_orders(mp, state, apply(f), jnp.ones(n), jnp.asarray(1.0)).buy_qty) * np.asarray(ref)
+
+    base = value(feats)
+    np.testing.assert_allclose(base, np.minimum(0.15 / np.asarray(sigma), 2.0) / (n + 1), rtol=2e-3)
+    doubled = value(feats.at[..., 2, k].add(np.log(2.0)))
+    np.testing.assert_allclose(doubled[2], base[2] / 2, rtol=2e-3)
+    np.testing.assert_allclose(np.delete(doubled, 2), np.delete(base, 2), rtol=1e-6)
+    perm = jnp.array([2, 0, 3, 1])
+    permuted = value(feats[:, perm])
+    np.testing.assert_allclose(permuted, base[perm], rtol=1e-5)  # a position's value follows its features
+    with pytest.raises(ValueError, match="log_annual_vol"):
+        PolicyConfig(vol_target=0.15)

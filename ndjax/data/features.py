@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ndjax.data.calendar import CRYPTO_PERIODS_PER_YEAR, STOCK_PERIODS_PER_YEAR
 from ndjax.data.market import MarketData
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -36,8 +37,10 @@ REGIME_FEATURES: tuple[str, ...] = (
     "z_250",  # the same over 250 bars (a year of sessions): the trend a time-series momentum rule reads
     "drawdown_250",  # log(close / highest close of the last 250 bars) / (that forecast x sqrt 250), <= 0
     "vol_ratio",  # log(vol forecast / root mean square return of the last 250 bars): vol against its own norm
+    "log_annual_vol",  # log of the vol forecast annualised (252 bars a year for a stock, 365 for crypto), raw
 )
-"""Longer horizons, for a policy that should see which regime it is in; all in vol units (passthrough)."""
+"""Longer horizons, for a policy that should see which regime it is in; in vol units, or a log vol that means the same
+for every asset (all passthrough)."""
 FEATURE_SETS: dict[str, tuple[str, ...]] = {"base": FEATURE_NAMES, "regime": FEATURE_NAMES + REGIME_FEATURES}
 """The feature sets a policy can read (`PolicyConfig.features`), each a list of `ALL_FEATURES` names."""
 ALL_FEATURES: tuple[str, ...] = FEATURE_SETS["regime"]
@@ -139,6 +142,8 @@ def compute_features(market: MarketData, names: Sequence[str] = FEATURE_NAMES) -
         "stock_tradable_next": market.stock_tradable_next[:, None],
         "next_session_days": ((market.next_session_days - 1.0) / 3.0)[:, None],
         "tradable": market.tradable,
+        "log_annual_vol": np.where(np.maximum.accumulate(market.tradable > 0, axis=0), own[:, :, 3] + 0.5 * np.log(
+            np.where(market.is_crypto, CRYPTO_PERIODS_PER_YEAR, STOCK_PERIODS_PER_YEAR))[None, :], 0.0),
     }
     feats = np.zeros((t, n, len(names)))
     for k, name in enumerate(names):
