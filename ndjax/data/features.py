@@ -64,7 +64,7 @@ _RETURN_LAGS = (1, 5, 20)
 _REGIME_LAGS = (60, 120, 250)
 YEAR_BARS = 250
 """Bars behind the drawdown and the long-run vol of `REGIME_FEATURES`."""
-_OWN_BAR_FEATURES = ("z_1", "z_5", "z_20", "log_vol", "range_z", *REGIME_FEATURES)
+_OWN_BAR_FEATURES = ("z_1", "z_5", "z_20", "log_vol", "range_z", *REGIME_FEATURES[:5])  # from its own bars
 EWMA_DECAY = 0.94
 """RiskMetrics decay of the squared-return average behind the vol forecast."""
 EWMA_WARMUP = 20
