@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ndjax.data.features import FEATURE_SETS
+from ndjax.data.features import ANNUAL_VOL, FEATURE_SETS
 from ndjax.dynamics import Action
 from ndjax.observation import BOOK_FEATURES, Observation, PolicyApply
 from ndjax.targets import project_budget, target_action
@@ -40,7 +40,7 @@ class PolicyConfig:
     previous close.
     `pooled` also feeds the head the mean embedding over assets (cross-asset context). `features` names the
     `FEATURE_SETS` entry the encoder reads ("base": 20 bars back at most; "regime": also 60/120/250-bar returns,
-    the drawdown from the year's high and vol against its norm).
+    the drawdown from the year's high and vol against its norm; "regime_vol": also the raw annualised vol).
     With `vol_target > 0` the head is a risk budget: the weight is also multiplied by
     `min(vol_target / sigma, vol_scale_cap)`, sigma the asset's annualised vol forecast (the `log_annual_vol`
     feature, passed unchanged from the encoder's input to the head), so exposure falls when vol rises without
@@ -49,7 +49,8 @@ class PolicyConfig:
 
     model: str = "mlp"  # "mlp" | "transformer"
     features: str = field(default="base", metadata={"help": "feature set the encoder reads: base (20 bars back at "
-                                                     "most) or regime (also 60/120/250-bar returns, drawdown, vol)"})
+                                                     "most), regime (also 60/120/250-bar returns, drawdown, vol "
+                                                     "ratio) or regime_vol (also the raw annual vol)"})
     d_model: int = 8
     n_heads: int = 4
     n_layers: int = 1
@@ -60,7 +61,7 @@ class PolicyConfig:
     w_per_asset: bool = True
     pooled: bool = False
     vol_target: float = field(default=0.0, metadata={"help": "risk-budget head: weight x min(vol_target / annual vol "
-                                                       "forecast, vol_scale_cap); 0: off (needs features=regime)"})
+                                                       "forecast, vol_scale_cap); 0: off (needs regime_vol)"})
     vol_scale_cap: float = field(default=2.0, metadata={"help": "largest vol scaling of the risk-budget head"})
 
     def __post_init__(self) -> None:
@@ -72,9 +73,9 @@ class PolicyConfig:
         if self.vol_target < 0 or not self.vol_scale_cap > 0:
             raise ValueError(f"PolicyConfig.vol_target: must be >= 0 with vol_scale_cap > 0, got {self.vol_target}, "
                              f"{self.vol_scale_cap}")
-        if self.vol_target > 0 and "log_annual_vol" not in self.feature_names:
+        if self.vol_target > 0 and ANNUAL_VOL not in self.feature_names:
             raise ValueError(f"PolicyConfig.vol_target: the risk-budget head reads log_annual_vol, which the "
-                             f"{self.features!r} features do not have; use features='regime'")
+                             f"{self.features!r} features do not have; use features='regime_vol'")
         if self.d_model % self.n_heads:
             raise ValueError(f"PolicyConfig.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.lookback < 1:
@@ -180,7 +181,7 @@ class Policy(nnx.Module):
         with `vol_target` (the last column: the `log_annual_vol` feature as it came in)."""
         embedding = self._encode(features, valid)
         if self.cfg.vol_target > 0:
-            vol = features[..., self.cfg.feature_names.index("log_annual_vol"), None]
+            vol = features[..., self.cfg.feature_names.index(ANNUAL_VOL), None]
             return jnp.concatenate([embedding, vol.astype(embedding.dtype)], axis=-1)
         return embedding
 

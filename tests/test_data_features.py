@@ -167,7 +167,7 @@ def test_regime_features_by_hand_and_causal(long_market: MarketData) -> None:
         other = compute_features(perturb_after(m, t, np.random.default_rng(t)), ALL_FEATURES)
         np.testing.assert_array_equal(f[: t + 1], other[: t + 1])
     norm = Normalizer.fit(f, names=ALL_FEATURES)
-    for name in REGIME_FEATURES:
+    for name in (*REGIME_FEATURES, "log_annual_vol"):
         assert norm.mean[at[name]] == 0 and norm.std[at[name]] == 1
     with pytest.raises(ValueError, match="unknown feature"):
         compute_features(m, ("z_1", "z_999"))

@@ -105,7 +105,7 @@ def test_initial_book_does_not_grow_with_the_number_of_assets(n):
 def test_risk_budget_head_scales_by_the_vol_forecast():
     """With vol_target the head's weight is w_cap / (N + 1) x min(vol_target / sigma, cap) at initialisation,
     sigma = exp(log_annual_vol): doubling one asset's vol halves its buy and leaves the others; equivariant."""
-    cfg = PolicyConfig(model="mlp", features="regime", vol_target=0.15, **SMALL_POLICY)
+    cfg = PolicyConfig(model="mlp", features="regime_vol", vol_target=0.15, **SMALL_POLICY)
     graphdef, params = create(cfg, jax.random.PRNGKey(3))
     n, k = 4, cfg.feature_names.index("log_annual_vol")
     feats = jax.random.normal(jax.random.PRNGKey(4), (12, n, cfg.n_features))

@@ -37,13 +37,15 @@ REGIME_FEATURES: tuple[str, ...] = (
     "z_250",  # the same over 250 bars (a year of sessions): the trend a time-series momentum rule reads
     "drawdown_250",  # log(close / highest close of the last 250 bars) / (that forecast x sqrt 250), <= 0
     "vol_ratio",  # log(vol forecast / root mean square return of the last 250 bars): vol against its own norm
-    "log_annual_vol",  # log of the vol forecast annualised (252 bars a year for a stock, 365 for crypto), raw
 )
-"""Longer horizons, for a policy that should see which regime it is in; in vol units, or a log vol that means the same
-for every asset (all passthrough)."""
-FEATURE_SETS: dict[str, tuple[str, ...]] = {"base": FEATURE_NAMES, "regime": FEATURE_NAMES + REGIME_FEATURES}
+"""Longer horizons, for a policy that should see which regime it is in; in vol units (passthrough)."""
+ANNUAL_VOL = "log_annual_vol"
+"""Log of the vol forecast annualised (252 bars a year for a stock, 365 for crypto), left raw: what a risk-budget
+head divides by (`PolicyConfig.vol_target`)."""
+FEATURE_SETS: dict[str, tuple[str, ...]] = {"base": FEATURE_NAMES, "regime": FEATURE_NAMES + REGIME_FEATURES,
+                                            "regime_vol": FEATURE_NAMES + REGIME_FEATURES + (ANNUAL_VOL,)}
 """The feature sets a policy can read (`PolicyConfig.features`), each a list of `ALL_FEATURES` names."""
-ALL_FEATURES: tuple[str, ...] = FEATURE_SETS["regime"]
+ALL_FEATURES: tuple[str, ...] = FEATURE_SETS["regime_vol"]
 PASSTHROUGH_FEATURES: tuple[str, ...] = (
     "z_1",
     "z_5",
@@ -58,13 +60,13 @@ PASSTHROUGH_FEATURES: tuple[str, ...] = (
 )
 """Features the `Normalizer` leaves as they are (already standardised by the vol forecast, bounded, categorical or
 calendar): their scale means the same for every asset, so a model trades symbols it was not trained on. The
-`REGIME_FEATURES` are left as they are too."""
+`REGIME_FEATURES` and `ANNUAL_VOL` are left as they are too."""
 
 _RETURN_LAGS = (1, 5, 20)
 _REGIME_LAGS = (60, 120, 250)
 YEAR_BARS = 250
 """Bars behind the drawdown and the long-run vol of `REGIME_FEATURES`."""
-_OWN_BAR_FEATURES = ("z_1", "z_5", "z_20", "log_vol", "range_z", *REGIME_FEATURES[:5])  # from its own bars
+_OWN_BAR_FEATURES = ("z_1", "z_5", "z_20", "log_vol", "range_z", *REGIME_FEATURES)
 EWMA_DECAY = 0.94
 """RiskMetrics decay of the squared-return average behind the vol forecast."""
 EWMA_WARMUP = 20
@@ -142,7 +144,7 @@ def compute_features(market: MarketData, names: Sequence[str] = FEATURE_NAMES) -
         "stock_tradable_next": market.stock_tradable_next[:, None],
         "next_session_days": ((market.next_session_days - 1.0) / 3.0)[:, None],
         "tradable": market.tradable,
-        "log_annual_vol": np.where(np.maximum.accumulate(market.tradable > 0, axis=0), own[:, :, 3] + 0.5 * np.log(
+        ANNUAL_VOL: np.where(np.maximum.accumulate(market.tradable > 0, axis=0), own[:, :, 3] + 0.5 * np.log(
             np.where(market.is_crypto, CRYPTO_PERIODS_PER_YEAR, STOCK_PERIODS_PER_YEAR))[None, :], 0.0),
     }
     feats = np.zeros((t, n, len(names)))
@@ -172,8 +174,8 @@ class Normalizer:
     ) -> Normalizer:
         """Fit on `features (..., F)` (the training split only), over entries where `mask (...)` is nonzero.
 
-        `passthrough` (names or indices) get mean 0, std 1; default `PASSTHROUGH_FEATURES` and
-        `REGIME_FEATURES` when the features follow a `FEATURE_SETS` list (`names`, or found by the
+        `passthrough` (names or indices) get mean 0, std 1; default `PASSTHROUGH_FEATURES`,
+        `REGIME_FEATURES` and `ANNUAL_VOL` when the features follow a `FEATURE_SETS` list (`names`, or found by the
         width). A std below 1e-8 is replaced by 1.
         """
         x = np.asarray(features, dtype=np.float64)
@@ -181,7 +183,8 @@ class Normalizer:
         if names is None:
             names = next((v for v in FEATURE_SETS.values() if len(v) == f), None)
         if passthrough is None:
-            passthrough = [x for x in PASSTHROUGH_FEATURES + REGIME_FEATURES if x in names] if names is not None else ()
+            raw = (*PASSTHROUGH_FEATURES, *REGIME_FEATURES, ANNUAL_VOL)
+            passthrough = [x for x in raw if x in names] if names is not None else ()
         flat = x.reshape(-1, f)
         if mask is not None:
             m = np.broadcast_to(np.asarray(mask), x.shape[:-1]).reshape(-1) > 0
