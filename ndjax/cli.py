@@ -9,25 +9,10 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from ndjax.errors import ConfigError
-
-POLICY_HELP: Mapping[str, str] = {
-    "model": "policy encoder: mlp or transformer", "d_model": "embedding width", "n_heads": "attention heads",
-    "n_layers": "encoder layers", "lookback": "days of history the encoder reads",
-    "hidden": "hidden width of MLP blocks and the order head",
-    "w_cap": "largest target weight of one asset (the head's w_cap * sigmoid)",
-    "w_bias": "the head's starting logit: every asset starts at w_cap * sigmoid(w_bias - log N) (w_per_asset) "
-              "or w_cap * sigmoid(w_bias)",
-    "pooled": "also feed the head the mean embedding over assets",
-    "w_per_asset": "shift the head's logit by -log N, so the starting book is w_cap / (N + 1) per asset whatever the "
-                   "number of assets N",
-}
-"""Help of the `PolicyConfig` fields, whose dataclass (ndjax/policy.py) carries no field metadata yet; every other
-flag's help is its field's `metadata["help"]`."""
-
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -47,7 +32,7 @@ def _comma_list(text: str) -> tuple[str, ...]:
 
 def _help(field: dataclasses.Field) -> str:
     """The field's help text, with its default unless the text already names it."""
-    text = field.metadata.get("help") or POLICY_HELP.get(field.name)
+    text = field.metadata.get("help")
     if text is None:
         raise ConfigError(f"{field.name}: a flag needs help text; give the field metadata={{'help': ...}}")
     return text if "default" in text else f"{text} (default: {_default(field)})"

@@ -14,7 +14,7 @@ the plain parameter pytree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -41,17 +41,22 @@ class PolicyConfig:
     `pooled` also feeds the head the mean embedding over assets (cross-asset context).
     """
 
-    model: str = "mlp"  # "mlp" | "transformer"
-    n_features: int = len(FEATURE_NAMES)
-    d_model: int = 8
-    n_heads: int = 4
-    n_layers: int = 1
-    lookback: int = 16
-    hidden: int = 16
-    w_cap: float = 1.0
-    w_bias: float = 0.0
-    w_per_asset: bool = True
-    pooled: bool = False
+    model: str = field(default="mlp", metadata={"help": "policy encoder: mlp or transformer"})
+    n_features: int = field(default=len(FEATURE_NAMES), metadata={"help": "features per asset and day"})
+    d_model: int = field(default=8, metadata={"help": "embedding width"})
+    n_heads: int = field(default=4, metadata={"help": "attention heads"})
+    n_layers: int = field(default=1, metadata={"help": "encoder layers"})
+    lookback: int = field(default=16, metadata={"help": "days of history the encoder reads"})
+    hidden: int = field(default=16, metadata={"help": "hidden width of MLP blocks and the order head"})
+    w_cap: float = field(default=1.0, metadata={
+        "help": "largest target weight of one asset (the head's w_cap * sigmoid)"})
+    w_bias: float = field(default=0.0, metadata={
+        "help": "the head's starting logit: every asset starts at w_cap * sigmoid(w_bias - log N) (w_per_asset) "
+                "or w_cap * sigmoid(w_bias)"})
+    w_per_asset: bool = field(default=True, metadata={
+        "help": "shift the head's logit by -log N, so the starting book is w_cap / (N + 1) per asset whatever the "
+                "number of assets N"})
+    pooled: bool = field(default=False, metadata={"help": "also feed the head the mean embedding over assets"})
 
     def __post_init__(self) -> None:
         if self.model not in ("transformer", "mlp"):
