@@ -105,8 +105,8 @@ def add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, 
     parser.add_argument("--run", required=True, help="run folder written by experiments/train.py, or a sweep's folder "
                                                      "(experiments/sweep.py --out: its best run)" + run_help)
     parser.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
-    parser.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
-                                          "default: the run's symbols")
+    parser.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir with "
+                                          "a bar in the period; those left out are named); default: the run's symbols")
     from ndjax.data.source import MarketSource  # here: the scripts that only fetch bars load no JAX
 
     repair = next(f for f in dataclasses.fields(MarketSource) if f.name == "repair")

@@ -207,7 +207,9 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
     Returns the summary dict (also in `evaluate_summary.json`) with `text`, the report.
     """
     check_equity(initial_cash, "--initial-cash")
-    market = load_market(run, data_dir, symbols=symbols, repair=repair)
+    test = run.config.split.get("test")
+    market = load_market(run, data_dir, symbols=symbols, repair=repair,
+                         period=(start or (test[0] if test else None), end))
     if end is not None:
         check_reaches(market.dates, bool(market.is_crypto.any()), end, "--end")
     arrays = run_arrays(run, market)
