@@ -18,11 +18,11 @@ from ndjax.classical import classical_targets, run_targets
 from ndjax.data.arrays import MarketArrays, context_split
 from ndjax.data.calendar import check_reaches, row_at_or_after, row_at_or_before
 from ndjax.data.synthetic import SyntheticTruth
-from ndjax.dynamics import Action, MarketParams, StepInfo
+from ndjax.dynamics import Action, Bar, MarketParams, StepInfo, execution_prices
 from ndjax.errors import ConfigError
 from ndjax.metrics import PathStats, summary
 from ndjax.oracle import run_oracle, truth_rows
-from ndjax.probe import ProbeState, remember_trades
+from ndjax.probe import empty_memory, remember_bar
 from ndjax.report.tables import format_comparison, format_symbols
 from ndjax.report.writers import write_period_report, write_rows
 from ndjax.runs.folder import Run, RunError, check_equity, load_market, run_arrays
@@ -39,10 +39,12 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class HeldOut:
-    """The policy's actions `(T, N)` and the paths (`policy`, `buy_and_hold`, `cash`), time on axis 0."""
+    """The policy's actions `(T, N)`, the bars they met `(T, N)` and the paths (`policy`, `buy_and_hold`, `cash`),
+    time on axis 0."""
 
     actions: Action
     paths: dict[str, StepInfo]
+    bars: Bar
 
 
 def simulate_window(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, stop: int, context: int,
@@ -80,7 +82,7 @@ def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: i
         paths.update(run_targets(mp, bars, {k: jnp.asarray(v[start:stop]) for k, v in classical.items()}, cash))
     if truth is not None:
         paths["oracle"] = run_oracle(mp, bars, jnp.asarray(truth_rows(truth, start, stop)), cash)
-    return HeldOut(actions=actions, paths=paths)
+    return HeldOut(actions=actions, paths=paths, bars=jax.tree_util.tree_map(lambda x: x[1:], bars))
 
 
 def captured_share(stats: Mapping[str, PathStats]) -> float | None:
@@ -104,19 +106,24 @@ def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: 
 
 
 def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_fee: float,
-               symbols: Sequence[str], liquidation_slippage: float = 0.001) -> list[dict[str, Any]]:
-    """Per-asset attribution of one hard-fill path (no `gap_fill`; executions at the limit prices, forced
-    sales at `close * (1 - liquidation_slippage)`).
+               symbols: Sequence[str], liquidation_slippage: float = 0.001, *,
+               execution: tuple[Any, Any] | None = None) -> list[dict[str, Any]]:
+    """Per-asset attribution of one path: its executions (`StepInfo.buy_qty`, `sell_qty`, `forced_qty`) at their
+    execution prices `execution = (buy_px, sell_px)` `(T, N)` each (`dynamics.execution_prices` of the path's
+    rules, actions and bars: the open where a `gap_fill` bar gapped through a limit; default the limits of
+    `actions`, a path without gap fills), forced sales at `close * (1 - liquidation_slippage)`.
 
     `infos`/`actions` `(T, N)` from a rollout starting flat; `closes (T + 1, N)` the marks: the close before
     the first bar, then each bar's close.
     PnL = realised (sells against the average cost, fees included) + unrealised (units held at the last
     close against their average cost) - interest; a bar's interest is allocated to the stocks in
-    proportion to the stock value carried into it. The PnLs sum to the path's final - initial equity.
+    proportion to the stock value carried into it. The average cost follows the transition's order of the bar's
+    trades (`probe.remember_bar`). The PnLs sum to the path's final - initial equity.
     """
     f = float(maker_fee)
     xb, xs = np.asarray(infos.buy_qty, np.float64), np.asarray(infos.sell_qty, np.float64)
-    bp, sp = np.asarray(actions.buy_price, np.float64), np.asarray(actions.sell_price, np.float64)
+    bp, sp = (actions.buy_price, actions.sell_price) if execution is None else execution
+    bp, sp = np.asarray(bp, np.float64), np.asarray(sp, np.float64)
     inv = np.asarray(infos.inventory, np.float64)
     T, N = xb.shape
     marks = np.asarray(closes, np.float64)
@@ -127,20 +134,20 @@ def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_f
     total = stock_value.sum(-1, keepdims=True)
     cost = np.asarray(infos.leverage_cost, np.float64)[:, None]
     interest = np.where(total > 0, cost * stock_value / np.where(total > 0, total, 1), 0).sum(0)
-    held, zero = np.zeros(N), np.zeros(N)
-    memory = ProbeState(cost_basis=zero, last=zero, previous=zero, n_closed=zero)  # the average cost per unit
+    held = np.zeros(N)
+    memory = empty_memory(held)  # the average cost per unit
     realised = np.zeros(N)
     forced = np.asarray(infos.forced_qty, np.float64)
     forced_px = marks[1:] * (1 - float(liquidation_slippage))
     for t in range(T):
         sold = np.minimum(xs[t], held)
+        between = held - sold + xb[t]
+        called = np.minimum(forced[t], between)  # a margin call sells at the close after the bar's own trades
+        after_orders, after_call = remember_bar(memory, held, between, inv[t], xb[t], sold, bp[t], sp[t], called,
+                                                forced_px[t], f)
         realised += sold * (sp[t] * (1 - f) - memory.cost_basis)
-        after = held - sold + xb[t]
-        memory = remember_trades(memory, held, xb[t], sold, bp[t], sp[t], f, after)
-        called = np.minimum(forced[t], after)  # a margin call sells at the close after the bar's own trades
-        realised += called * (forced_px[t] * (1 - f) - memory.cost_basis)
-        memory = remember_trades(memory, after, zero, called, bp[t], forced_px[t], f, inv[t])
-        held = inv[t]
+        realised += called * (forced_px[t] * (1 - f) - after_orders.cost_basis)
+        memory, held = after_call, inv[t]
     last = marks[-1]
     unrealised = held * (last - memory.cost_basis)
     fees = f * ((xb * bp).sum(0) + (xs * sp).sum(0) + (forced * forced_px).sum(0))
@@ -219,8 +226,9 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
     period = market.dates[lo + 1: hi]
     own = data_dir is None and tuple(market.symbols) == run.symbols
     truth = run.config.source.truth(market) if own else None
+    mp = run.config.market_params("hard", is_crypto=market.is_crypto)
     result = held_out(run.graphdef, run.params, arrays, lo, run.context,
-                      run.config.market_params("hard", is_crypto=market.is_crypto), hi, cash, truth,
+                      mp, hi, cash, truth,
                       classical_targets(market))
     _, lag2 = simulate_run(run, arrays, lo, hi, lag=2, initial_cash=cash)
     extra = {"policy_lag2": summary(lag2, P)}
@@ -228,7 +236,8 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
     flagged, reasons = lag_check(policy_stats, extra["policy_lag2"], sortino_gap=sortino_gap, return_gap=return_gap)
     hp = run.config.hparams
     symbols = per_symbol(result.paths["policy"], result.actions, np.asarray(arrays.close[lo:hi]), market.is_crypto,
-                         float(hp.maker_fee), market.symbols, float(hp.liquidation_slippage))
+                         float(hp.maker_fee), market.symbols, float(hp.liquidation_slippage),
+                         execution=execution_prices(mp, result.actions, result.bars))
     sections = ["", "-" * 72, "Per symbol", "", format_symbols(symbols), "", "-" * 72,
                 "Lag check: the same policy deciding with one more bar of delay (lag 2 starts trading one bar later)",
                 "", format_comparison({"lag 1": policy_stats, "lag 2": extra["policy_lag2"]}), ""]
