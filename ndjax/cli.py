@@ -14,7 +14,8 @@ from typing import Any
 
 from ndjax.errors import ConfigError
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """The flag of a field: `learning_rate` -> `--learning-rate`."""
     return "--" + name.replace("_", "-")
 
 
@@ -62,10 +63,10 @@ def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: t
             continue
         kind, default = _parse_type(hints[field.name]), _default(field)
         if kind is bool:
-            parser.add_argument(_flag(field.name), default=default, action=argparse.BooleanOptionalAction,
+            parser.add_argument(flag_name(field.name), default=default, action=argparse.BooleanOptionalAction,
                                 help=_help(field))
         else:
-            parser.add_argument(_flag(field.name), type=kind, default=default, help=_help(field))
+            parser.add_argument(flag_name(field.name), type=kind, default=default, help=_help(field))
 
 
 def from_fields(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
@@ -81,7 +82,7 @@ def add_grid_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
     for a random search); the default is the field's default."""
     for field in dataclasses.fields(cls):
         default = _default(field)
-        parser.add_argument(_flag(field.name), default=str(default),
+        parser.add_argument(flag_name(field.name), default=str(default),
                             help=f"{field.metadata['help']}: comma list or lo:hi (default: {default})")
 
 
@@ -93,9 +94,9 @@ def grid_values(text: str, name: str) -> list[float] | tuple[float, float]:
             return float(lo), float(hi)
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"{_flag(name)}: expected numbers as a comma list or lo:hi, got {text!r}") from None
+        raise ConfigError(f"{flag_name(name)}: expected numbers as a comma list or lo:hi, got {text!r}") from None
     if not values:
-        raise ConfigError(f"{_flag(name)}: no values in {text!r}")
+        raise ConfigError(f"{flag_name(name)}: no values in {text!r}")
     return values
 
 
