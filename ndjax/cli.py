@@ -14,6 +14,7 @@ from typing import Any
 
 from ndjax.errors import ConfigError
 
+
 def flag_name(name: str) -> str:
     """The flag of a field: `learning_rate` -> `--learning-rate`."""
     return "--" + name.replace("_", "-")

@@ -19,7 +19,6 @@ from ndjax.data.market import DataError, MarketData
 from ndjax.data.synthetic import SyntheticTruth, synthetic_market_with_truth
 from ndjax.errors import ConfigError
 
-
 ALL_SYMBOLS = "all"
 """`symbols` value that takes every file of the data folder with a bar in the period."""
 

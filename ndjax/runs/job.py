@@ -123,8 +123,9 @@ def resume_spec(out: str | Path, given: Mapping[str, Any]) -> JobSpec:
                 continue
         elif _same(name, value, values[name]):
             continue
-        raise RunError(f"{out / CONFIG_FILE}: {flag_name(name)} {value} differs from the run's {values[name]}; --resume "
-                       "continues the run as it was configured (drop the flag, or train a new run into another --out)")
+        raise RunError(f"{out / CONFIG_FILE}: {flag_name(name)} {value} differs from the run's {values[name]}; "
+                       "--resume continues the run as it was configured (drop the flag, or train a new run into "
+                       "another --out)")
     return stored
 
 
