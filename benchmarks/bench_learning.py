@@ -7,8 +7,12 @@ Sortino / oracle Sortino; the return ratio is policy return / oracle return.
 
     python benchmarks/bench_learning.py                                   # 5 signals x 5 seeds x 2 books
     python benchmarks/bench_learning.py --signals=-0.3,0.3 --seeds 0,1 --books mixed --jobs 2
-    python benchmarks/bench_learning.py --hparams risk_aversion=5,feature_noise=0   # another design point
-    python benchmarks/bench_learning.py --train drift_free=true --source synthetic_days=1600
+    python benchmarks/bench_learning.py --risk-aversion 5 --feature-noise 0         # another design point
+    python benchmarks/bench_learning.py --drift-free --synthetic-days 1600
+
+Every flag of the market, policy, training and hyperparameter groups is a field of `MarketSource`,
+`PolicyConfig`, `TrainConfig` or `HParams` (`ndjax.cli`, the flags of `experiments/train.py`); the market's seed,
+signal and book are each case's.
 
 Prints a table per case and a summary per (book, signal) with the issue's targets, and writes learning.csv,
 learning_summary.csv and learning.png into --out. Prints figures only; nothing is asserted.
@@ -35,30 +39,23 @@ FIELDS = ("total_return", "sortino", "max_drawdown", "mean_leverage", "max_lever
           "sell_fill_rate", "margin_calls")
 
 
-def _train_value(name: str, text: str):
-    """A `TrainConfig` field's value from text, typed like its default."""
+CASE_FIELDS = {"synthetic_seed", "signal", "n_stocks", "n_crypto"}
+"""`MarketSource` fields each case sets (its seed, planted signal and book), so they are not flags."""
+DATA_FIELDS = {"data_dir", "symbols", "start", "end", "repair", "max_move"}
+"""`MarketSource` fields of a CSV folder: the benchmark's markets are synthetic."""
+
+
+def run_case(case: tuple[str, float, int, str, object]) -> dict:
+    """Train and score one case (`base`: the `JobSpec` of the flags); returns one CSV row."""
     import dataclasses
 
-    from ndjax.train.config import TrainConfig
-
-    default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}[name]
-    if isinstance(default, bool):
-        return text.lower() in ("1", "true", "yes")
-    return type(default)(text) if default is not None else int(text)
-
-
-def run_case(case: tuple[str, float, int, str, dict]) -> dict:
-    """Train and score one case; returns one CSV row."""
-    from ndjax.data.source import MarketSource
     from ndjax.runs.evaluate import captured_share
-    from ndjax.runs.job import JobSpec, train_job
-    from ndjax.train.config import HParams, TrainConfig
+    from ndjax.runs.job import train_job
 
-    book, signal, seed, out, overrides = case
+    book, signal, seed, out, base = case
     n_stocks, n_crypto = BOOKS[book]
-    spec = JobSpec(source=MarketSource(synthetic_seed=seed, signal=signal, n_stocks=n_stocks, n_crypto=n_crypto,
-                                       **overrides.get("source", {})),
-                   train=TrainConfig(**overrides.get("train", {})), hparams=HParams(**overrides.get("hparams", {})))
+    spec = dataclasses.replace(base, source=dataclasses.replace(
+        base.source, synthetic_seed=seed, signal=signal, n_stocks=n_stocks, n_crypto=n_crypto))
     t0 = time.perf_counter()
     result = train_job(spec, Path(out) / f"{book}_s{signal:+.1f}_seed{seed}", rows=False, progress=False,
                        overwrite=True)
@@ -169,17 +166,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--books", default="stocks,mixed")
     p.add_argument("--jobs", type=int, default=1, help="cases trained at once (one CPU thread each)")
     p.add_argument("--out", default="benchmarks/out/learning")
-    p.add_argument("--hparams", default="", help="HParams overrides, e.g. risk_aversion=5,feature_noise=0")
-    p.add_argument("--train", default="", help="TrainConfig overrides, e.g. drift_free=true,steps=800")
-    p.add_argument("--source", default="", help="MarketSource overrides, e.g. synthetic_days=1500")
+    from ndjax.cli import add_fields, from_fields
+    from ndjax.data.source import MarketSource
+    from ndjax.policy import PolicyConfig
+    from ndjax.runs.job import JobSpec
+    from ndjax.train.config import HParams, TrainConfig
+
+    add_fields(p.add_argument_group("market"), MarketSource, skip=CASE_FIELDS | DATA_FIELDS)
+    add_fields(p.add_argument_group("policy"), PolicyConfig, skip={"n_features"})
+    add_fields(p.add_argument_group("training"), TrainConfig, skip={"policy", "periods_per_year"})
+    add_fields(p.add_argument_group("hyperparameters (traced)"), HParams)
     args = p.parse_args(argv)
-    hparams = {k: float(v) for k, v in (kv.split("=") for kv in args.hparams.split(",") if kv)}
-    train = {k: _train_value(k, v) for k, v in (kv.split("=") for kv in args.train.split(",") if kv)}
+    base = JobSpec(source=from_fields(MarketSource, args),
+                   train=from_fields(TrainConfig, args, policy=from_fields(PolicyConfig, args)),
+                   hparams=from_fields(HParams, args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    source = {k: int(v) for k, v in (kv.split("=") for kv in args.source.split(",") if kv)}
-    overrides = {"hparams": hparams, "train": train, "source": source}
-    cases = [(book, float(s), int(seed), str(out), overrides) for book in args.books.split(",")
+    cases = [(book, float(s), int(seed), str(out), base) for book in args.books.split(",")
              for s in args.signals.split(",") for seed in args.seeds.split(",")]
     print(f"{len(cases)} cases; python {platform.python_version()}, {os.cpu_count()} CPUs, {args.jobs} job(s)",
           file=sys.stderr)

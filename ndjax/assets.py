@@ -8,7 +8,10 @@ import numpy as np
 
 from ndjax.errors import ConfigError
 
-CRYPTO_SUFFIXES = ("-USDT", "USDT", "-USD", "USD")
+CRYPTO_QUOTES = ("USDT", "USD")
+"""The quote currencies of a crypto pair, longest first (`BTCUSDT` is BTC in USDT, not BTCUSD in T)."""
+CRYPTO_SUFFIXES = tuple(sep + quote for quote in CRYPTO_QUOTES for sep in ("-", ""))
+"""`-USDT`, `USDT`, `-USD`, `USD`: a symbol ending with one is crypto."""
 
 
 def is_crypto_symbol(symbol: str) -> bool:

@@ -9,27 +9,14 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from ndjax.errors import ConfigError
 
-POLICY_HELP: Mapping[str, str] = {
-    "model": "policy encoder: mlp or transformer", "d_model": "embedding width", "n_heads": "attention heads",
-    "n_layers": "encoder layers", "lookback": "days of history the encoder reads",
-    "hidden": "hidden width of MLP blocks and the order head",
-    "w_cap": "largest target weight of one asset (the head's w_cap * sigmoid)",
-    "w_bias": "the head's starting logit: every asset starts at w_cap * sigmoid(w_bias - log N) (w_per_asset) "
-              "or w_cap * sigmoid(w_bias)",
-    "pooled": "also feed the head the mean embedding over assets",
-    "w_per_asset": "shift the head's logit by -log N, so the starting book is w_cap / (N + 1) per asset whatever the "
-                   "number of assets N",
-}
-"""Help of the `PolicyConfig` fields, whose dataclass (ndjax/policy.py) carries no field metadata yet; every other
-flag's help is its field's `metadata["help"]`."""
 
-
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """The flag of a field: `learning_rate` -> `--learning-rate`."""
     return "--" + name.replace("_", "-")
 
 
@@ -47,7 +34,7 @@ def _comma_list(text: str) -> tuple[str, ...]:
 
 def _help(field: dataclasses.Field) -> str:
     """The field's help text, with its default unless the text already names it."""
-    text = field.metadata.get("help") or POLICY_HELP.get(field.name)
+    text = field.metadata.get("help")
     if text is None:
         raise ConfigError(f"{field.name}: a flag needs help text; give the field metadata={{'help': ...}}")
     return text if "default" in text else f"{text} (default: {_default(field)})"
@@ -77,10 +64,10 @@ def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: t
             continue
         kind, default = _parse_type(hints[field.name]), _default(field)
         if kind is bool:
-            parser.add_argument(_flag(field.name), default=default, action=argparse.BooleanOptionalAction,
+            parser.add_argument(flag_name(field.name), default=default, action=argparse.BooleanOptionalAction,
                                 help=_help(field))
         else:
-            parser.add_argument(_flag(field.name), type=kind, default=default, help=_help(field))
+            parser.add_argument(flag_name(field.name), type=kind, default=default, help=_help(field))
 
 
 def from_fields(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
@@ -96,7 +83,7 @@ def add_grid_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
     for a random search); the default is the field's default."""
     for field in dataclasses.fields(cls):
         default = _default(field)
-        parser.add_argument(_flag(field.name), default=str(default),
+        parser.add_argument(flag_name(field.name), default=str(default),
                             help=f"{field.metadata['help']}: comma list or lo:hi (default: {default})")
 
 
@@ -108,9 +95,9 @@ def grid_values(text: str, name: str) -> list[float] | tuple[float, float]:
             return float(lo), float(hi)
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"{_flag(name)}: expected numbers as a comma list or lo:hi, got {text!r}") from None
+        raise ConfigError(f"{flag_name(name)}: expected numbers as a comma list or lo:hi, got {text!r}") from None
     if not values:
-        raise ConfigError(f"{_flag(name)}: no values in {text!r}")
+        raise ConfigError(f"{flag_name(name)}: no values in {text!r}")
     return values
 
 
@@ -120,8 +107,8 @@ def add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, 
     parser.add_argument("--run", required=True, help="run folder written by experiments/train.py, or a sweep's folder "
                                                      "(experiments/sweep.py --out: its best run)" + run_help)
     parser.add_argument("--data-dir", help="folder of daily CSVs (default: the run's data, or its synthetic market)")
-    parser.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir); "
-                                          "default: the run's symbols")
+    parser.add_argument("--symbols", help="the universe traded: comma list, or 'all' (every file of --data-dir with "
+                                          "a bar in the period; those left out are named); default: the run's symbols")
     from ndjax.data.source import MarketSource  # here: the scripts that only fetch bars load no JAX
 
     repair = next(f for f in dataclasses.fields(MarketSource) if f.name == "repair")

@@ -25,7 +25,7 @@ from ndjax.market_rules import (  # noqa: F401 - re-exported: the rules are impo
     INTEREST_MODES,
     MarketParams,
 )
-from ndjax.probe import ProbeState, empty_memory, probing, remember_trades
+from ndjax.probe import ProbeState, empty_memory, probing, remember_bar
 
 BUST_LEVERAGE = 1e3
 """Leverage reported for an account whose end-of-bar equity is <= 0 while it holds assets."""
@@ -386,9 +386,8 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
 
     memory = state.probe
     if memory is not None:
-        memory = remember_trades(memory, q, xb, xs, buy_px, sell_px, f, q2)
-        memory = remember_trades(memory, q2, jnp.zeros_like(q2), forced.qty, bar.close,
-                                 bar.close * (1 - params.liquidation_slippage), f, q3)
+        _, memory = remember_bar(memory, q, q2, q3, xb, xs, buy_px, sell_px, forced.qty,
+                                 bar.close * (1 - params.liquidation_slippage), f)
     new_state = PortfolioState(cash=c3, inventory=q3, mark=bar.close, probe=memory)
     return new_state, StepInfo(
         equity=E3, prev_equity=E0, cash=c3, returns=returns, leverage=leverage, leverage_cost=interest,

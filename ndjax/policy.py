@@ -47,19 +47,24 @@ class PolicyConfig:
     the network having to learn it.
     """
 
-    model: str = "mlp"  # "mlp" | "transformer"
+    model: str = field(default="mlp", metadata={"help": "policy encoder: mlp or transformer"})
     features: str = field(default="base", metadata={"help": "feature set the encoder reads: base (20 bars back at "
                                                      "most), regime (also 60/120/250-bar returns, drawdown, vol "
                                                      "ratio) or regime_vol (also the raw annual vol)"})
-    d_model: int = 8
-    n_heads: int = 4
-    n_layers: int = 1
-    lookback: int = 16
-    hidden: int = 16
-    w_cap: float = 1.0
-    w_bias: float = 0.0
-    w_per_asset: bool = True
-    pooled: bool = False
+    d_model: int = field(default=8, metadata={"help": "embedding width"})
+    n_heads: int = field(default=4, metadata={"help": "attention heads"})
+    n_layers: int = field(default=1, metadata={"help": "encoder layers"})
+    lookback: int = field(default=16, metadata={"help": "days of history the encoder reads"})
+    hidden: int = field(default=16, metadata={"help": "hidden width of MLP blocks and the order head"})
+    w_cap: float = field(default=1.0, metadata={
+        "help": "largest target weight of one asset (the head's w_cap * sigmoid)"})
+    w_bias: float = field(default=0.0, metadata={
+        "help": "the head's starting logit: every asset starts at w_cap * sigmoid(w_bias - log N) (w_per_asset) "
+                "or w_cap * sigmoid(w_bias)"})
+    w_per_asset: bool = field(default=True, metadata={
+        "help": "shift the head's logit by -log N, so the starting book is w_cap / (N + 1) per asset whatever the "
+                "number of assets N"})
+    pooled: bool = field(default=False, metadata={"help": "also feed the head the mean embedding over assets"})
     vol_target: float = field(default=0.0, metadata={"help": "risk-budget head: weight x min(vol_target / annual vol "
                                                        "forecast, vol_scale_cap); 0: off (needs regime_vol)"})
     vol_scale_cap: float = field(default=2.0, metadata={"help": "largest vol scaling of the risk-budget head"})

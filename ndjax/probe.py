@@ -28,8 +28,8 @@ class ProbeState:
 
 
 def empty_memory(like: jax.Array) -> ProbeState:
-    """No trades yet, shaped like `like (..., N)`."""
-    zeros = jnp.zeros_like(like)
+    """No trades yet, shaped like `like (..., N)` (NumPy for a NumPy `like`)."""
+    zeros = (jnp if isinstance(like, jax.Array) else np).zeros_like(like)
     return ProbeState(cost_basis=zeros, last=zeros, previous=zeros, n_closed=zeros)
 
 
@@ -61,3 +61,19 @@ def remember_trades(memory: ProbeState, held: jax.Array, bought: jax.Array, sold
         previous=xp.where(closing, memory.last, memory.previous),
         n_closed=memory.n_closed + closing.astype(memory.n_closed.dtype),
     )
+
+
+def remember_bar(memory: ProbeState, held: jax.Array, between: jax.Array, after: jax.Array, bought: jax.Array,
+                 sold: jax.Array, buy_px: jax.Array, sell_px: jax.Array, forced: jax.Array, forced_px: jax.Array,
+                 f: Any) -> tuple[ProbeState, ProbeState]:
+    """One bar's trades in the transition's order: the limit orders (`bought`/`sold` units at their execution
+    prices `buy_px`/`sell_px`) take `held` units to `between`, then the close's forced sale (`forced` units at
+    `forced_px`) takes them to `after`; every argument `(..., N)` (`f` broadcasts).
+
+    Returns the memory after the orders and the memory after the forced sale (a sale of each leg closes a trade:
+    its `last`). NumPy stays NumPy, as in `remember_trades`.
+    """
+    after_orders = remember_trades(memory, held, bought, sold, buy_px, sell_px, f, between)
+    none = (jnp if isinstance(forced, jax.Array) else np).zeros_like(forced)
+    after_call = remember_trades(after_orders, between, none, forced, forced_px, forced_px, f, after)
+    return after_orders, after_call

@@ -125,13 +125,27 @@ def rollout(
     steps; row t of the output describes bar `t + lag`. `policy_apply(policy_params, observation) -> Action`
     is called inside the scan; call `rollout` inside `jax.jit`.
     """
-    def body(state, xs):
+    state, _, outs = _closed_loop(params, policy_apply, policy_params, state0, market, bars, lag, None,
+                                  lambda acc, action, info: (acc, (action, info)))
+    return state, outs
+
+
+def _closed_loop(params: MarketParams, policy_apply: PolicyApply, policy_params: Any, state0: PortfolioState,
+                 market: Any, bars: Bar, lag: int, start: Any, add: Callable[[Any, Action, StepInfo], tuple[Any, Any]]
+                 ) -> tuple[PortfolioState, Any, Any]:
+    """The closed-loop scan of `rollout`: `add(acc, action, info) -> (acc, out)` carries `acc` from `start` and
+    stacks `out`. Returns the final state, the final `acc` and the stacked outputs."""
+
+    def body(carry, xs):
+        state, acc = carry
         row, bar = xs
         action = policy_apply(policy_params, observe(row, state, params))
         state, info = step(params, state, action, bar)
-        return state, (action, info)
+        acc, out = add(acc, action, info)
+        return (state, acc), out
 
-    return jax.lax.scan(body, state0, _closed_loop_inputs(market, bars, lag))
+    (state, acc), outs = jax.lax.scan(body, (state0, start), _closed_loop_inputs(market, bars, lag))
+    return state, acc, outs
 
 
 def _closed_loop_inputs(market: Any, bars: Bar, lag: int) -> tuple[Any, Bar]:
@@ -145,15 +159,9 @@ def _closed_loop_inputs(market: Any, bars: Bar, lag: int) -> tuple[Any, Bar]:
 def rollout_sums(params: MarketParams, policy_apply: PolicyApply, policy_params: Any, state0: PortfolioState,
                  market: Any, bars: Bar, *, lag: int = 1) -> tuple[PortfolioState, PathSums]:
     """`rollout` that carries only the running `PathSums` of its `T - lag` steps, writing nothing per step."""
-
-    def body(carry, xs):
-        state, sums = carry
-        row, bar = xs
-        action = policy_apply(policy_params, observe(row, state, params))
-        state, info = step(params, state, action, bar)
-        return (state, add_step(sums, info)), None
-
-    return jax.lax.scan(body, (state0, _start(state0)), _closed_loop_inputs(market, bars, lag))[0]
+    state, sums, _ = _closed_loop(params, policy_apply, policy_params, state0, market, bars, lag, _start(state0),
+                                  lambda acc, action, info: (add_step(acc, info), None))
+    return state, sums
 
 
 def simulate_policy(
@@ -201,6 +209,3 @@ def simulate_policy_stats(
 
 simulate_policy_jit = jax.jit(simulate_policy, static_argnames=("graphdef", "lookback", "lag", "probe"))
 """`simulate_policy` compiled once per graph, shapes and static choices; arrays are arguments, not constants."""
-simulate_policy_stats_jit = jax.jit(simulate_policy_stats,
-                                    static_argnames=("graphdef", "lookback", "lag", "probe", "periods_per_year"))
-"""`simulate_policy_stats` compiled once per graph, shapes and static choices."""

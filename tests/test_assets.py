@@ -15,3 +15,15 @@ def test_crypto_symbol_rule_and_override():
     assert mask.tolist() == [True, True, False]
     with pytest.raises(ValueError, match="MSTR"):
         asset_class_mask(["MSTR"], {"MSTR": "bond"})
+
+
+def test_alpaca_pairs_are_the_crypto_symbols():
+    """The feed maps a symbol to an Alpaca pair exactly when the loader calls it crypto (one list of quotes)."""
+    from ndjax.feeds.bars import FeedError, alpaca_pair
+
+    for symbol in ("BTC-USD", "ethusdt", "SOLUSD", "DOGE-USDT", "BTC-USDC", "AAPL"):
+        if is_crypto_symbol(symbol):
+            assert alpaca_pair(symbol).split("/")[1] in ("USD", "USDT")
+        else:
+            with pytest.raises(FeedError):
+                alpaca_pair(symbol)

@@ -37,8 +37,8 @@ LAYERS: dict[str, int] = {
     "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,
     "ndjax.paper.alpaca": 22, "ndjax.paper.cycle": 23, "ndjax.paper.report": 23, "ndjax.paper.retrain": 24,
     "ndjax.paper.trade": 24,
-    # flags for the scripts in experiments/
-    "ndjax.cli": 21,
+    # flags for the scripts in experiments/ (and the flag names the main job's errors give)
+    "ndjax.cli": 6,
     # the live loop's daily bars: a bar frame and when a bar is final -> the folder's files -> updating it from a
     # feed -> the CSV and Alpaca feeds -> the fetch flags -> the daily loop and its health
     "ndjax.feeds.bars": 3, "ndjax.feeds.final": 3, "ndjax.feeds.files": 4, "ndjax.feeds.update": 5,

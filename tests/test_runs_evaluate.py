@@ -127,3 +127,27 @@ def test_per_symbol_adds_up_through_margin_calls(seed):
     assert sum(r["interest"] for r in rows) == pytest.approx(float(path.leverage_cost.sum()), rel=1e-9)
     assert sum(r["forced_sales"] for r in rows) == int((path.forced_qty > 0).sum())
     assert [r["final_quantity"] for r in rows] == pytest.approx(list(path.inventory[-1]))
+
+
+def test_per_symbol_counts_gap_fills():
+    """With `gap_fill`, a limit the open gapped through executes at the open: per-symbol PnL and fees read the
+    transition's execution prices, so they still sum to the account's (they were read at the limits)."""
+    from ndjax.dynamics import execution_prices
+
+    with jax.enable_x64(True):
+        params, state0, actions, bars = _harsh_path(2, T=200, B=4)
+        prev = np.concatenate([np.asarray(state0.mark)[None], np.asarray(bars.close)[:-1]])
+        opens = prev + np.random.default_rng(5).uniform(0, 1, prev.shape) * (np.asarray(bars.close) - prev)
+        params, bars = params.replace(gap_fill=True), bars.replace(open=jax.numpy.asarray(opens))
+        _, infos = simulate(params, state0, actions, bars)
+        execution = execution_prices(params, actions, bars)
+    b = 0
+    take = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:, b], tree)  # noqa: E731
+    path, acts, (buy_px, sell_px) = take(infos), take(actions), take(execution)
+    assert ((path.buy_qty > 0) & (buy_px < acts.buy_price)).sum() > 10  # the path really gaps through limits
+    closes = np.concatenate([np.asarray(state0.mark)[b:b + 1], np.asarray(bars.close)[:, b]])
+    rows = per_symbol(path, acts, closes, np.asarray(params.is_crypto), float(params.maker_fee), list("ABCDE"),
+                      float(params.liquidation_slippage), execution=(buy_px, sell_px))
+    change = float(path.equity[-1]) - float(np.asarray(state0.cash)[b])
+    assert sum(r["pnl"] for r in rows) == pytest.approx(change, rel=1e-9, abs=1e-6)
+    assert sum(r["fees"] for r in rows) == pytest.approx(float(path.fees.sum()), rel=1e-9)

@@ -72,3 +72,19 @@ def test_load_run_market_and_checkpoint_choice(run_dir, tmp_path):
     shutil.rmtree(broken / "checkpoints")
     with pytest.raises(RunError, match="no checkpoint folder"):
         load_run(broken)
+
+
+def test_all_symbols_of_newer_data_leave_out_a_delisted_file(run_dir, tmp_path, capsys):
+    """A run trained from 2024 on, given a folder where one file ends in 2018: `symbols="all"` trades the others
+    and names it (the load stopped with `no rows between start=... and end=...`)."""
+    from tests.helpers import OLD_WEEK, WEEK, days, write, yahoo
+
+    write(tmp_path / "AAA.csv", yahoo(WEEK))
+    write(tmp_path / "BTC-USD.csv", yahoo(days("2024-07-01", 9)))
+    write(tmp_path / "OLD.csv", yahoo(OLD_WEEK))
+    run = load_run(run_dir)
+    source = dataclasses.replace(run.config.source, data_dir=str(tmp_path), start="2024-01-01")
+    run = dataclasses.replace(run, config=dataclasses.replace(run.config, source=source))
+    assert load_market(run, str(tmp_path), symbols="all").symbols == ("AAA", "BTC-USD")
+    assert "left out OLD" in capsys.readouterr().err
+    assert load_market(run, str(tmp_path), symbols="all", period=("2024-07-08", None)).n_days == 9

@@ -200,10 +200,12 @@ def _read_series(
     return AssetSeries(days[sel], o[sel], hi_all[sel], lo_all[sel], c[sel], vol[sel], prior), notes
 
 
-def listed_symbols(path: str | PathLike | Sequence[str | PathLike], end: DateLike) -> list[str]:
-    """The symbols (file stems, in `load_daily`'s order) of `path` with a dated row on or before `end`: the universe
-    that existed by then. Reads only the date column; `load_daily` validates the rest."""
-    end_day, out = to_day(end), []
+def listed_symbols(path: str | PathLike | Sequence[str | PathLike], end: DateLike | None,
+                   start: DateLike | None = None) -> list[str]:
+    """The symbols (file stems, in `load_daily`'s order) of `path` with a dated row on or before `end` (and on or
+    after `start`; None: no bound): the universe that existed by then, or that traded in a period. Reads only the
+    date column; `load_daily` validates the rest."""
+    out = []
     for f in _list_files(path):
         try:
             df = pd.read_csv(f, skipinitialspace=True, usecols=lambda c: str(c).strip().lower() in DATE_COLUMNS)
@@ -212,7 +214,13 @@ def listed_symbols(path: str | PathLike | Sequence[str | PathLike], end: DateLik
         if df.shape[1] == 0:
             raise DataError(f"{f}: missing date column (one of {list(DATE_COLUMNS)})")
         days = _parse_days(df.iloc[:, 0])
-        if np.any(days[~np.isnat(days)] <= end_day):
+        days = days[~np.isnat(days)]
+        inside = np.ones(days.shape, bool)
+        if end is not None:
+            inside &= days <= to_day(end)
+        if start is not None:
+            inside &= days >= to_day(start)
+        if inside.any():
             out.append(f.stem)
     return out
 

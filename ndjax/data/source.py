@@ -6,6 +6,7 @@ A `MarketSource` is stored in a run folder, so evaluation and planning rebuild t
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,28 @@ from typing import Any
 import numpy as np
 
 from ndjax.data.calendar import to_day
-from ndjax.data.loading import MAX_MOVE, load_daily
-from ndjax.data.market import MarketData
+from ndjax.data.loading import MAX_MOVE, listed_symbols, load_daily
+from ndjax.data.market import DataError, MarketData
 from ndjax.data.synthetic import SyntheticTruth, synthetic_market_with_truth
 from ndjax.errors import ConfigError
+
+ALL_SYMBOLS = "all"
+"""`symbols` value that takes every file of the data folder with a bar in the period."""
+
+
+def active_symbols(folder: str | Path, start: Any = None, end: Any = None) -> list[str]:
+    """`symbols` "all" of `folder`: every file with a bar from `start` to `end` (None: no bound), in `load_daily`'s
+    order. The files left out (listed before the period, or delisted before it) are named in one line on stderr;
+    `DataError` if none is left."""
+    files = listed_symbols(folder, None)
+    kept = listed_symbols(folder, end, start)
+    period = f"{start or 'the first row'} .. {end or 'the last row'}"
+    if not kept:
+        raise DataError(f"{folder}: no file has a bar in {period} (symbols 'all')")
+    left = [s for s in files if s not in kept]
+    if left:
+        print(f"symbols 'all': left out {', '.join(left)} of {folder}: no bar in {period}", file=sys.stderr)
+    return kept
 
 
 def _option(default: Any, help: str) -> Any:
@@ -62,14 +81,20 @@ class MarketSource:
         return self.data_dir is None
 
     def load(self, *, data_dir: str | Path | None = None, symbols: Any = None, end: Any = None,
-             to_last_row: bool = False, repair: bool | None = None) -> MarketData:
+             to_last_row: bool = False, repair: bool | None = None, period: tuple[Any, Any] = (None, None)
+             ) -> MarketData:
         """The market; `data_dir`, `symbols`, `end` and `repair` override the stored ones (newer data, another
         universe). `to_last_row` reads past the stored `end` to the data's last row (or to `end`): the stored end
-        bounds training only."""
+        bounds training only. `symbols` "all" (`ALL_SYMBOLS`) takes the folder's files with a bar in the days read
+        and in `period` (first, last day; None: no bound), naming the others (`active_symbols`)."""
         folder = data_dir if data_dir is not None else self.data_dir
         last = end if end is not None or to_last_row else self.end
         if folder is not None:
             chosen = symbols if symbols is not None else self.symbols
+            if isinstance(chosen, str) and chosen == ALL_SYMBOLS:
+                firsts = [to_day(d) for d in (self.start, period[0]) if d is not None]
+                lasts = [to_day(d) for d in (last, period[1]) if d is not None]
+                chosen = active_symbols(folder, max(firsts) if firsts else None, min(lasts) if lasts else None)
             return load_daily(folder, symbols=None if chosen is None else list(chosen), start=self.start, end=last,
                               repair=self.repair if repair is None else repair, max_move=self.max_move)
         market, _ = self._synthetic()

@@ -13,6 +13,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from ndjax.assets import CRYPTO_QUOTES
 from ndjax.data.calendar import is_xnys_session
 from ndjax.data.plausible import MAX_MOVE, implausible_moves, move_problem
 from ndjax.errors import NdjaxError
@@ -30,7 +31,7 @@ class FeedError(NdjaxError):
 def alpaca_pair(symbol: str) -> str:
     """`BTC-USD` / `BTCUSD` / `ETH-USDT` -> `BTC/USD` / `ETH/USDT`: Alpaca's name of a crypto pair (orders, data)."""
     s = symbol.upper().replace("-", "").replace("/", "")
-    for quote in ("USDT", "USDC", "USD"):
+    for quote in CRYPTO_QUOTES:  # the asset classes' quotes: a pair here is crypto in the loader
         if s.endswith(quote) and len(s) > len(quote):
             return f"{s[: -len(quote)]}/{quote}"
     raise FeedError(f"cannot map crypto symbol {symbol!r} to a pair")

@@ -43,7 +43,7 @@ from ndjax.paper.broker import (
 )
 from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp, still_halted
 from ndjax.paper.ledger import Ledger, LedgerError
-from ndjax.probe import remember_trades
+from ndjax.probe import remember_bar
 from ndjax.runs.folder import Run, run_arrays
 from ndjax.runs.plan import OrderPlan, make_plan
 
@@ -225,8 +225,8 @@ class PaperSession:
         f = np.array([self.broker.fee_rate("crypto" if c else "stock") for c in self.market.is_crypto])
         memory = _float64(self.ledger.memory(last))
         held = np.array([book.positions.get(s, 0.0) for s in self.symbols])
-        closed = []
-        for kind in ("order", "margin_call"):  # the bar's limit orders, then the close's forced sale
+        legs = {}  # the bar's limit orders, then the close's forced sale: units and average price per side
+        for kind in ("order", "margin_call"):
             bought, sold, buy_px, sell_px = np.zeros(n), np.zeros(n), np.ones(n), np.ones(n)
             for x in fills:
                 if x.kind != kind:
@@ -236,10 +236,14 @@ class PaperSession:
                     bought[i], buy_px[i] = bought[i] + x.quantity, x.price
                 else:
                     sold[i], sell_px[i] = sold[i] + x.quantity, x.price
-            after = np.maximum(held + bought - sold, 0)
-            new = remember_trades(memory, held, bought, sold, buy_px, sell_px, f, after)
-            closed += [(fills[0].date, self.symbols[i], float(new.last[i])) for i in np.flatnonzero(sold > 0)]
-            memory, held = _float64(new), after
+            legs[kind] = bought, sold, buy_px, sell_px
+        (bought, sold, buy_px, sell_px), (_, forced, _, forced_px) = legs["order"], legs["margin_call"]
+        between = np.maximum(held + bought - sold, 0)
+        steps = remember_bar(memory, held, between, np.maximum(between - forced, 0), bought, sold, buy_px, sell_px,
+                             forced, forced_px, f)
+        closed = [(fills[0].date, self.symbols[i], float(new.last[i]))
+                  for new, leg in zip(steps, (sold, forced)) for i in np.flatnonzero(leg > 0)]
+        memory = steps[1]
         return {s: float(memory.cost_basis[i]) for i, s in enumerate(self.symbols)}, closed
 
     # ------------------------------------------------------------------------------------------ steps 3-5

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ndjax.data.calendar import next_bar_day, row_at_or_after, to_day
-from ndjax.errors import NdjaxError
+from ndjax.data.calendar import check_reaches, row_at_or_after, to_day
+from ndjax.errors import ConfigError, NdjaxError
 from ndjax.files import FileLocked, lock, unlock
 from ndjax.paper.broker import TERMINAL_STATUSES, Book, Fill, Order, OrderStatus
 from ndjax.paper.controls import still_halted
@@ -258,10 +258,12 @@ class Ledger:
         (the data stops before it) or, without `through`, one that found no new row to record."""
         last = self.last_date()
         if through is not None:
-            want, following = to_day(through, "--through"), next_bar_day(dates, any_crypto)
-            if following <= want:
+            want = to_day(through, "--through")
+            try:
+                check_reaches(dates, any_crypto, want, "--through")
+            except ConfigError:
                 raise LedgerError(f"{self.path}: --through {want}, but the data ends on {dates[-1]} (recorded "
-                                  f"{recorded} day(s); the ledger is at {last}); newer data is needed")
+                                  f"{recorded} day(s); the ledger is at {last}); newer data is needed") from None
         elif recorded == 0:
             raise LedgerError(f"{self.path}: no new rows: the ledger is at {last} and the data ends on {dates[-1]}; "
                               "nothing was recorded")

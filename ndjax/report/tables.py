@@ -133,3 +133,25 @@ def format_plan(plan: Mapping[str, Any]) -> str:
     used = sum((rate[o["asset_class"]] + plan["maker_fee"]) * o["notional"] for o in buys)
     lines.append(f"buys use {used:,.2f} of the {plan['excess']:,.2f} excess equity (requirement + fee of each buy)")
     return "\n".join(lines)
+
+
+def evaluation_sections(*, step: int, score: float, dates: Sequence[Any], start_date: Any, cash: float,
+                        symbols: Sequence[Mapping[str, Any]], policy: PathStats, lag2: PathStats, lag_flagged: bool,
+                        lag_reasons: Sequence[str], variants: Mapping[str, tuple[str, PathStats]]
+                        ) -> tuple[list[str], list[str]]:
+    """The title lines and the sections of an evaluation report (`runs.evaluate.Evaluation`'s figures): the
+    per-symbol table, the lag check (policy `PathStats` at lag 1 and 2, and its verdict) and each variant (its label
+    and stats beside the policy's). `dates (T,)` the bars simulated, the book flat at the close of `start_date`."""
+    title = [f"Policy (checkpoint of step {step}, validation score {score:.3f})",
+             f"Period {dates[0]} .. {dates[-1]} ({len(dates)} bars), hard fills, starting flat with {cash:g} "
+             f"at the close of {start_date}"]
+    sections = ["", "-" * 72, "Per symbol", "", format_symbols(symbols), "", "-" * 72,
+                "Lag check: the same policy deciding with one more bar of delay (lag 2 starts trading one bar later)",
+                "", format_comparison({"lag 1": policy, "lag 2": lag2}), ""]
+    sections += [f"LOOKAHEAD SMELL: {r}" for r in lag_reasons] if lag_flagged else [
+        "lag check: OK (no large drop with one more bar of delay)"]
+    for name, (label, stats) in variants.items():
+        change = (float(stats.total_return) - float(policy.total_return)) * 100
+        sections += ["", "-" * 72, f"Policy, {label}", "", format_comparison({"normal": policy, name: stats}),
+                     f"{name} changes the net PnL by {change:+.2f} percentage points"]
+    return title, sections

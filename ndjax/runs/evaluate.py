@@ -18,12 +18,12 @@ from ndjax.classical import classical_targets, run_targets
 from ndjax.data.arrays import MarketArrays, context_split
 from ndjax.data.calendar import check_reaches, row_at_or_after, row_at_or_before
 from ndjax.data.synthetic import SyntheticTruth
-from ndjax.dynamics import Action, MarketParams, StepInfo
+from ndjax.dynamics import Action, Bar, MarketParams, StepInfo, execution_prices
 from ndjax.errors import ConfigError
 from ndjax.metrics import PathStats, summary
 from ndjax.oracle import run_oracle, truth_rows
-from ndjax.probe import ProbeState, remember_trades
-from ndjax.report.tables import format_comparison, format_symbols
+from ndjax.probe import empty_memory, remember_bar
+from ndjax.report.tables import evaluation_sections
 from ndjax.report.writers import write_period_report, write_rows
 from ndjax.runs.folder import Run, RunError, check_equity, load_market, run_arrays
 from ndjax.sim import simulate_policy_jit
@@ -39,10 +39,12 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class HeldOut:
-    """The policy's actions `(T, N)` and the paths (`policy`, `buy_and_hold`, `cash`), time on axis 0."""
+    """The policy's actions `(T, N)`, the bars they met `(T, N)` and the paths (`policy`, `buy_and_hold`, `cash`),
+    time on axis 0."""
 
     actions: Action
     paths: dict[str, StepInfo]
+    bars: Bar
 
 
 def simulate_window(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: int, stop: int, context: int,
@@ -80,7 +82,7 @@ def held_out(graphdef: nnx.GraphDef, params: Any, arrays: MarketArrays, start: i
         paths.update(run_targets(mp, bars, {k: jnp.asarray(v[start:stop]) for k, v in classical.items()}, cash))
     if truth is not None:
         paths["oracle"] = run_oracle(mp, bars, jnp.asarray(truth_rows(truth, start, stop)), cash)
-    return HeldOut(actions=actions, paths=paths)
+    return HeldOut(actions=actions, paths=paths, bars=jax.tree_util.tree_map(lambda x: x[1:], bars))
 
 
 def captured_share(stats: Mapping[str, PathStats]) -> float | None:
@@ -104,19 +106,24 @@ def simulate_run(run: Run, arrays: MarketArrays, start: int, stop: int, *, lag: 
 
 
 def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_fee: float,
-               symbols: Sequence[str], liquidation_slippage: float = 0.001) -> list[dict[str, Any]]:
-    """Per-asset attribution of one hard-fill path (no `gap_fill`; executions at the limit prices, forced
-    sales at `close * (1 - liquidation_slippage)`).
+               symbols: Sequence[str], liquidation_slippage: float = 0.001, *,
+               execution: tuple[Any, Any] | None = None) -> list[dict[str, Any]]:
+    """Per-asset attribution of one path: its executions (`StepInfo.buy_qty`, `sell_qty`, `forced_qty`) at their
+    execution prices `execution = (buy_px, sell_px)` `(T, N)` each (`dynamics.execution_prices` of the path's
+    rules, actions and bars: the open where a `gap_fill` bar gapped through a limit; default the limits of
+    `actions`, a path without gap fills), forced sales at `close * (1 - liquidation_slippage)`.
 
     `infos`/`actions` `(T, N)` from a rollout starting flat; `closes (T + 1, N)` the marks: the close before
     the first bar, then each bar's close.
     PnL = realised (sells against the average cost, fees included) + unrealised (units held at the last
     close against their average cost) - interest; a bar's interest is allocated to the stocks in
-    proportion to the stock value carried into it. The PnLs sum to the path's final - initial equity.
+    proportion to the stock value carried into it. The average cost follows the transition's order of the bar's
+    trades (`probe.remember_bar`). The PnLs sum to the path's final - initial equity.
     """
     f = float(maker_fee)
     xb, xs = np.asarray(infos.buy_qty, np.float64), np.asarray(infos.sell_qty, np.float64)
-    bp, sp = np.asarray(actions.buy_price, np.float64), np.asarray(actions.sell_price, np.float64)
+    bp, sp = (actions.buy_price, actions.sell_price) if execution is None else execution
+    bp, sp = np.asarray(bp, np.float64), np.asarray(sp, np.float64)
     inv = np.asarray(infos.inventory, np.float64)
     T, N = xb.shape
     marks = np.asarray(closes, np.float64)
@@ -127,20 +134,20 @@ def per_symbol(infos: Any, actions: Action, closes: Any, is_crypto: Any, maker_f
     total = stock_value.sum(-1, keepdims=True)
     cost = np.asarray(infos.leverage_cost, np.float64)[:, None]
     interest = np.where(total > 0, cost * stock_value / np.where(total > 0, total, 1), 0).sum(0)
-    held, zero = np.zeros(N), np.zeros(N)
-    memory = ProbeState(cost_basis=zero, last=zero, previous=zero, n_closed=zero)  # the average cost per unit
+    held = np.zeros(N)
+    memory = empty_memory(held)  # the average cost per unit
     realised = np.zeros(N)
     forced = np.asarray(infos.forced_qty, np.float64)
     forced_px = marks[1:] * (1 - float(liquidation_slippage))
     for t in range(T):
         sold = np.minimum(xs[t], held)
+        between = held - sold + xb[t]
+        called = np.minimum(forced[t], between)  # a margin call sells at the close after the bar's own trades
+        after_orders, after_call = remember_bar(memory, held, between, inv[t], xb[t], sold, bp[t], sp[t], called,
+                                                forced_px[t], f)
         realised += sold * (sp[t] * (1 - f) - memory.cost_basis)
-        after = held - sold + xb[t]
-        memory = remember_trades(memory, held, xb[t], sold, bp[t], sp[t], f, after)
-        called = np.minimum(forced[t], after)  # a margin call sells at the close after the bar's own trades
-        realised += called * (forced_px[t] * (1 - f) - memory.cost_basis)
-        memory = remember_trades(memory, after, zero, called, bp[t], forced_px[t], f, inv[t])
-        held = inv[t]
+        realised += called * (forced_px[t] * (1 - f) - after_orders.cost_basis)
+        memory, held = after_call, inv[t]
     last = marks[-1]
     unrealised = held * (last - memory.cost_basis)
     fees = f * ((xb * bp).sum(0) + (xs * sp).sum(0) + (forced * forced_px).sum(0))
@@ -194,63 +201,95 @@ def period_rows(run: Run, dates: np.ndarray, start: Any = None, end: Any = None,
     return lo, hi
 
 
-def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symbols: Any = None,
-                 start: Any = None, end: Any = None,
-                 initial_cash: float | None = None, variants: Mapping[str, Mapping[str, float]] | None = None,
-                 rows: bool = True, sortino_gap: float = 1.0, return_gap: float = 0.5,
-                 repair: bool | None = None) -> dict[str, Any]:
-    """Simulate the run's policy with hard fills over a period beside both baselines, at lag 2 (a lookahead
-    check) and in the named `variants` (`VARIANTS` keys mapped to their options); write `evaluate_report.txt`,
-    `evaluate_daily.csv`, `evaluate_summary.json`, `evaluate_symbols.csv` and `equity.png` into `out`.
+@dataclass(frozen=True)
+class Evaluation:
+    """What `evaluate` simulated: the held-out paths over rows `[start_row, stop_row)` of the market (`dates (T,)`
+    the bars simulated, `start_date` the close the book starts flat at with `cash`), the policy's stats at lag 1 and
+    lag 2 with the lag check's verdict, each variant's label and stats, and the per-symbol rows."""
+
+    held_out: HeldOut
+    dates: np.ndarray
+    start_date: np.datetime64
+    start_row: int
+    stop_row: int
+    cash: float
+    periods_per_year: int
+    policy: PathStats
+    lag2: PathStats
+    lag_flagged: bool
+    lag_reasons: list[str]
+    variants: dict[str, tuple[str, PathStats]]
+    symbols: list[dict[str, Any]]
+
+
+def evaluate(run: Run, *, data_dir: str | None = None, symbols: Any = None, start: Any = None, end: Any = None,
+             initial_cash: float | None = None, variants: Mapping[str, Mapping[str, float]] | None = None,
+             sortino_gap: float = 1.0, return_gap: float = 0.5, repair: bool | None = None) -> Evaluation:
+    """Simulate the run's policy with hard fills over a period beside the baselines, at lag 2 (a lookahead check)
+    and in the named `variants` (`VARIANTS` keys mapped to their options); attribute its PnL per symbol.
 
     The data is read to its last row (or `end`, which it must reach); `repair` drops bad rows with a warning.
-    Returns the summary dict (also in `evaluate_summary.json`) with `text`, the report.
+    Writes nothing.
     """
     check_equity(initial_cash, "--initial-cash")
-    market = load_market(run, data_dir, symbols=symbols, repair=repair)
+    unknown = sorted(set(variants or {}) - set(VARIANTS))
+    if unknown:
+        raise RunError(f"evaluate: unknown variant {unknown[0]!r}; expected one of {sorted(VARIANTS)}")
+    test = run.config.split.get("test")
+    market = load_market(run, data_dir, symbols=symbols, repair=repair,
+                         period=(start or (test[0] if test else None), end))
     if end is not None:
         check_reaches(market.dates, bool(market.is_crypto.any()), end, "--end")
     arrays = run_arrays(run, market)
     lo, hi = period_rows(run, market.dates, start, end, newer_data=data_dir is not None)
     P = market.periods_per_year
     cash = float(run.config.train.initial_cash if initial_cash is None else initial_cash)
-    period = market.dates[lo + 1: hi]
     own = data_dir is None and tuple(market.symbols) == run.symbols
     truth = run.config.source.truth(market) if own else None
-    result = held_out(run.graphdef, run.params, arrays, lo, run.context,
-                      run.config.market_params("hard", is_crypto=market.is_crypto), hi, cash, truth,
+    mp = run.config.market_params("hard", is_crypto=market.is_crypto)
+    result = held_out(run.graphdef, run.params, arrays, lo, run.context, mp, hi, cash, truth,
                       classical_targets(market))
-    _, lag2 = simulate_run(run, arrays, lo, hi, lag=2, initial_cash=cash)
-    extra = {"policy_lag2": summary(lag2, P)}
-    policy_stats = summary(result.paths["policy"], P)
-    flagged, reasons = lag_check(policy_stats, extra["policy_lag2"], sortino_gap=sortino_gap, return_gap=return_gap)
+    _, lag2_path = simulate_run(run, arrays, lo, hi, lag=2, initial_cash=cash)
+    lag2 = summary(lag2_path, P)
+    policy = summary(result.paths["policy"], P)
+    flagged, reasons = lag_check(policy, lag2, sortino_gap=sortino_gap, return_gap=return_gap)
     hp = run.config.hparams
-    symbols = per_symbol(result.paths["policy"], result.actions, np.asarray(arrays.close[lo:hi]), market.is_crypto,
-                         float(hp.maker_fee), market.symbols, float(hp.liquidation_slippage))
-    sections = ["", "-" * 72, "Per symbol", "", format_symbols(symbols), "", "-" * 72,
-                "Lag check: the same policy deciding with one more bar of delay (lag 2 starts trading one bar later)",
-                "", format_comparison({"lag 1": policy_stats, "lag 2": extra["policy_lag2"]}), ""]
-    sections += [f"LOOKAHEAD SMELL: {r}" for r in reasons] if flagged else [
-        "lag check: OK (no large drop with one more bar of delay)"]
+    rows = per_symbol(result.paths["policy"], result.actions, np.asarray(arrays.close[lo:hi]), market.is_crypto,
+                      float(hp.maker_fee), market.symbols, float(hp.liquidation_slippage),
+                      execution=execution_prices(mp, result.actions, result.bars))
+    done = {}
     for name, options in (variants or {}).items():
-        if name not in VARIANTS:
-            raise RunError(f"evaluate: unknown variant {name!r}; expected one of {sorted(VARIANTS)}")
         label, overrides = VARIANTS[name]
         _, infos = simulate_run(run, arrays, lo, hi, initial_cash=cash, **overrides(options))
-        extra[name] = summary(infos, P)
-        change = (float(extra[name].total_return) - float(policy_stats.total_return)) * 100
-        sections += ["", "-" * 72, f"Policy, {label.format(**options)}", "",
-                     format_comparison({"normal": policy_stats, name: extra[name]}),
-                     f"{name} changes the net PnL by {change:+.2f} percentage points"]
-    meta = run.checkpoint_meta
-    title = [f"Policy (checkpoint of step {run.step}, validation score {float(meta.get('score', np.nan)):.3f})",
-             f"Period {period[0]} .. {period[-1]} ({len(period)} bars), hard fills, starting flat with {cash:g} "
-             f"at the close of {market.dates[lo]}"]
-    summary_extra = {"start_row": lo, "stop_row": hi, "checkpoint_step": run.step,
-                     "lag_check": {"flagged": flagged, "reasons": reasons}, "symbols": symbols}
+        done[name] = (label.format(**options), summary(infos, P))
+    return Evaluation(held_out=result, dates=market.dates[lo + 1: hi], start_date=market.dates[lo], start_row=lo,
+                      stop_row=hi, cash=cash, periods_per_year=P, policy=policy, lag2=lag2, lag_flagged=flagged,
+                      lag_reasons=reasons, variants=done, symbols=rows)
+
+
+def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symbols: Any = None,
+                 start: Any = None, end: Any = None,
+                 initial_cash: float | None = None, variants: Mapping[str, Mapping[str, float]] | None = None,
+                 rows: bool = True, sortino_gap: float = 1.0, return_gap: float = 0.5,
+                 repair: bool | None = None) -> dict[str, Any]:
+    """`evaluate`, then its report (`report.tables.evaluation_sections`): `evaluate_report.txt`,
+    `evaluate_daily.csv`, `evaluate_summary.json`, `evaluate_symbols.csv` and `equity.png` into `out`.
+
+    Returns the summary dict (also in `evaluate_summary.json`) with `text`, the report.
+    """
+    ev = evaluate(run, data_dir=data_dir, symbols=symbols, start=start, end=end, initial_cash=initial_cash,
+                  variants=variants, sortino_gap=sortino_gap, return_gap=return_gap, repair=repair)
+    title, sections = evaluation_sections(
+        step=run.step, score=float(run.checkpoint_meta.get("score", np.nan)), dates=ev.dates,
+        start_date=ev.start_date, cash=ev.cash, symbols=ev.symbols, policy=ev.policy, lag2=ev.lag2,
+        lag_flagged=ev.lag_flagged, lag_reasons=ev.lag_reasons, variants=ev.variants)
+    extra = {"policy_lag2": ev.lag2, **{name: stats for name, (_, stats) in ev.variants.items()}}
+    summary_extra = {"start_row": ev.start_row, "stop_row": ev.stop_row, "checkpoint_step": run.step,
+                     "lag_check": {"flagged": ev.lag_flagged, "reasons": ev.lag_reasons}, "symbols": ev.symbols}
     out = Path(out)
-    text, stats = write_period_report(out, "evaluate", title, period, result.paths, P, rows=rows,
-                                      extra_sections=sections, extra_stats=extra, summary_extra=summary_extra)
-    write_rows(out / "evaluate_symbols.csv", symbols)
-    return dict(summary_extra, text=text, period=[str(period[0]), str(period[-1])],
+    text, stats = write_period_report(out, "evaluate", title, ev.dates, ev.held_out.paths, ev.periods_per_year,
+                                      rows=rows, extra_sections=sections, extra_stats=extra,
+                                      summary_extra=summary_extra)
+    write_rows(out / "evaluate_symbols.csv", ev.symbols)
+    return dict(summary_extra, text=text, period=[str(ev.dates[0]), str(ev.dates[-1])],
                 summary={k: v.as_dict() for k, v in stats.items()})

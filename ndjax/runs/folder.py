@@ -21,7 +21,7 @@ from flax import nnx
 from ndjax.data.arrays import MarketArrays, prepare
 from ndjax.data.features import FEATURE_NAMES, Normalizer
 from ndjax.data.market import MarketData, UnknownSymbolError
-from ndjax.data.source import MarketSource
+from ndjax.data.source import ALL_SYMBOLS, MarketSource
 from ndjax.dynamics import MarketParams
 from ndjax.errors import NdjaxError
 from ndjax.policy import PolicyConfig
@@ -162,10 +162,6 @@ def load_run(path: str | Path, step: int | None = None) -> Run:
                checkpoint_meta=meta)
 
 
-ALL_SYMBOLS = "all"
-"""`symbols` value that takes every file of the data folder."""
-
-
 def check_equity(value: float | None, flag: str) -> float | None:
     """`value` (None passes) if it is a finite positive amount of money; else `RunError` naming `flag`."""
     if value is not None and not (np.isfinite(value) and value > 0):
@@ -174,12 +170,15 @@ def check_equity(value: float | None, flag: str) -> float | None:
 
 
 def load_market(run: Run, data_dir: str | Path | None = None, *, end: Any = None,
-                symbols: Sequence[str] | str | None = None, repair: bool | None = None) -> MarketData:
+                symbols: Sequence[str] | str | None = None, repair: bool | None = None,
+                period: tuple[Any, Any] = (None, None)) -> MarketData:
     """The run's market rebuilt from its stored source (from the same start, so features see the same history),
     optionally from a newer `data_dir`, to the data's last row or to `end`: the run's stored end bounds its
     training only. `repair` (default: the run's) drops bad rows with a warning instead of raising.
 
-    `symbols` picks the universe: the run's own (default), a list, or `"all"` (every file of the folder). The
+    `symbols` picks the universe: the run's own (default), a list, or `"all"`: every file of the folder with a bar
+    in `period` (first, last day, None: no bound) and in the days read; the others are named on stderr
+    (`data.source.active_symbols`). The
     policy is asset-equivariant and its features are normalised by the run's stored normaliser, so it trades
     any universe; asset classes come from the symbols.
     """
@@ -190,11 +189,12 @@ def load_market(run: Run, data_dir: str | Path | None = None, *, end: Any = None
     elif isinstance(symbols, str) and symbols == ALL_SYMBOLS:
         if not folder:
             raise RunError("symbols 'all' needs a data folder; this run was trained on the synthetic market")
-        chosen = None
+        chosen = ALL_SYMBOLS
     else:
         chosen = tuple(symbols)
     try:
-        market = source.load(data_dir=data_dir, symbols=chosen, end=end, to_last_row=True, repair=repair)
+        market = source.load(data_dir=data_dir, symbols=chosen, end=end, to_last_row=True, repair=repair,
+                             period=period)
     except UnknownSymbolError as e:
         if symbols is None:
             raise RunError(f"{e}; to trade the folder's own symbols pass symbols 'all' (or a list)") from None

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 
 from ndjax.classical import classical_targets
+from ndjax.cli import flag_name
 from ndjax.data.arrays import context_split, prepare
 from ndjax.data.calendar import to_day
 from ndjax.data.source import MarketSource
@@ -75,12 +76,8 @@ def check_spec(spec: JobSpec) -> JobSpec:
     spec.source.check()
     for name in ("train_end", "val_end"):
         if getattr(spec, name) is not None:
-            to_day(getattr(spec, name), name=_flag(name))
+            to_day(getattr(spec, name), name=flag_name(name))
     return spec
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _flat(spec: JobSpec) -> dict[str, Any]:
@@ -121,13 +118,14 @@ def resume_spec(out: str | Path, given: Mapping[str, Any]) -> JobSpec:
             continue
         if name in ("train_end", "val_end") and value is not None:
             part, following = ("train", "val") if name == "train_end" else ("val", "test")
-            day = to_day(value, name=_flag(name))
+            day = to_day(value, name=flag_name(name))
             if to_day(split[part][1]) <= day and (following not in split or day < to_day(split[following][0])):
                 continue
         elif _same(name, value, values[name]):
             continue
-        raise RunError(f"{out / CONFIG_FILE}: {_flag(name)} {value} differs from the run's {values[name]}; --resume "
-                       "continues the run as it was configured (drop the flag, or train a new run into another --out)")
+        raise RunError(f"{out / CONFIG_FILE}: {flag_name(name)} {value} differs from the run's {values[name]}; "
+                       "--resume continues the run as it was configured (drop the flag, or train a new run into "
+                       "another --out)")
     return stored
 
 

@@ -256,7 +256,7 @@ def plan_next_day(run: Run, out: str | Path, *, data_dir: str | None = None, sym
     `plan.json` into `out`. The data is read to its last row; an `as_of` the data does not reach raises naming both
     dates. `repair` drops bad rows with a warning. Returns the plan."""
     check_equity(equity, "--equity")
-    market = load_market(run, data_dir, symbols=symbols, repair=repair)
+    market = load_market(run, data_dir, symbols=symbols, repair=repair, period=(None, as_of))
     if as_of:
         check_reaches(market.dates, bool(market.is_crypto.any()), as_of, "--as-of")
     arrays = run_arrays(run, market)
