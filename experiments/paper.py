@@ -28,10 +28,13 @@ from ndjax.paper.cycle import PaperConfig
 from ndjax.paper.ledger import DEFAULT_EQUITY
 from ndjax.paper.retrain import RetrainPolicy
 from ndjax.paper.trade import open_session, paper_trade
+from ndjax.probe import PROBE_FRACTION, PROBE_MAX_OUTLAY, parse_max_outlay
 
 CONTROLS, PAPER = Controls(), PaperConfig()
 RETRAIN = {f.name: f.default for f in dataclasses.fields(RetrainPolicy)}
 """The defaults of the flags: the dataclasses' own."""
+UNSET = object()
+"""--probe-max-outlay not given (its "none" means no absolute cap)."""
 
 
 def _equity(text: str) -> float | str:
@@ -41,6 +44,15 @@ def _equity(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'broker', got {text!r}") from None
+
+
+def probe_limits(args: argparse.Namespace) -> dict[str, float | None]:
+    """`PaperConfig`'s probe fields from the flags: off unless --probe, --probe-notional or --probe-max-outlay is
+    given; a cap not given takes its default (`ndjax.probe`)."""
+    if not (args.probe or args.probe_notional is not None or args.probe_max_outlay is not UNSET):
+        return {}
+    return {"probe_notional": PROBE_FRACTION if args.probe_notional is None else args.probe_notional,
+            "probe_max_outlay": PROBE_MAX_OUTLAY if args.probe_max_outlay is UNSET else args.probe_max_outlay}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,8 +74,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     c.add_argument("--halt-drawdown", type=float, default=CONTROLS.halt_drawdown,
                    help="stop new buys at this drawdown (default %(default)s; 1.0 = never)")
     c.add_argument("--resume-buys", action="store_true", help="lift the kill switch, then run")
+    c.add_argument("--probe", action="store_true",
+                   help=f"probe mode: after a losing trade a symbol's buy outlay is capped at min({PROBE_FRACTION:g} "
+                        f"of equity, {PROBE_MAX_OUTLAY:g}) (the two flags below change them; default: off)")
     c.add_argument("--probe-notional", type=float, default=PAPER.probe_notional,
-                   help="probe mode: buys capped at this fraction of equity after losses (default: off)")
+                   help=f"probe mode's cap as a fraction of equity (turns probe mode on; default {PROBE_FRACTION:g})")
+    c.add_argument("--probe-max-outlay", type=parse_max_outlay, default=UNSET,
+                   help=f"probe mode's absolute cap in the account's currency, or 'none' (turns probe mode on; "
+                        f"default {PROBE_MAX_OUTLAY:g})")
     c.add_argument("--whole-shares", action="store_true", default=PAPER.whole_shares,
                    help="round stock quantities down to whole shares")
     c.add_argument("--max-stale-days", type=float, default=PAPER.max_stale_days,
@@ -96,7 +114,7 @@ def main(argv: list[str] | None = None):
         retrain = (RetrainPolicy(every=args.retrain_every, steps=args.retrain_steps, val_days=args.retrain_val_days,
                                  data_dir=args.data_dir) if args.retrain_every else None)
         config = PaperConfig(controls=Controls(args.ramp_days, args.ramp_drawdown, args.halt_drawdown),
-                             probe_notional=args.probe_notional, whole_shares=args.whole_shares,
+                             **probe_limits(args), whole_shares=args.whole_shares,
                              max_stale_days=args.max_stale_days, retrain=retrain, status_polls=args.status_polls,
                              status_wait=args.status_wait)
         alpaca = {"live": args.live, "url": args.alpaca_url, "crypto_fee": args.alpaca_crypto_fee}

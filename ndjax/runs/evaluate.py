@@ -22,15 +22,16 @@ from ndjax.dynamics import Action, MarketParams, StepInfo
 from ndjax.errors import ConfigError
 from ndjax.metrics import PathStats, summary
 from ndjax.oracle import run_oracle, truth_rows
-from ndjax.probe import ProbeState, remember_trades
+from ndjax.probe import ProbeState, binding, remember_trades
 from ndjax.report.tables import format_comparison, format_symbols
 from ndjax.report.writers import write_period_report, write_rows
 from ndjax.runs.folder import Run, RunError, check_equity, load_market, run_arrays
 from ndjax.sim import simulate_policy_jit
 
 VARIANTS = {
-    "probe": ("probe mode: buys capped at {probe_notional:g} of equity after losing trades",
-              lambda o: dict(probe=True, probe_notional=o["probe_notional"])),
+    "probe": ("probe mode: after losing trades a symbol's buy outlay capped at min({probe_notional:g} of equity, "
+              "{probe_max_outlay})", lambda o: dict(probe=True, probe_notional=o["probe_notional"],
+                                                   probe_max_outlay=o.get("probe_max_outlay"))),
     "realistic": ("realistic: gap fills at the open, participation cap {participation:g} of volume, debit interest",
                   lambda o: dict(gap_fill=True, participation_cap=o["participation"], interest="debit")),
 }
@@ -232,22 +233,31 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
                 "", format_comparison({"lag 1": policy_stats, "lag 2": extra["policy_lag2"]}), ""]
     sections += [f"LOOKAHEAD SMELL: {r}" for r in reasons] if flagged else [
         "lag check: OK (no large drop with one more bar of delay)"]
+    bindings = {}
     for name, options in (variants or {}).items():
         if name not in VARIANTS:
             raise RunError(f"evaluate: unknown variant {name!r}; expected one of {sorted(VARIANTS)}")
         label, overrides = VARIANTS[name]
+        options = {"probe_max_outlay": None, **options} if name == "probe" else options  # absent: no absolute cap
         _, infos = simulate_run(run, arrays, lo, hi, initial_cash=cash, **overrides(options))
         extra[name] = summary(infos, P)
         change = (float(extra[name].total_return) - float(policy_stats.total_return)) * 100
         sections += ["", "-" * 72, f"Policy, {label.format(**options)}", "",
                      format_comparison({"normal": policy_stats, name: extra[name]}),
                      f"{name} changes the net PnL by {change:+.2f} percentage points"]
+        if name == "probe":
+            bound = binding(infos.probe_cut)
+            bindings["probe_binding"] = bound
+            traded = [float(np.asarray(x.traded_notional).sum()) for x in (result.paths["policy"], infos)]
+            sections.append(f"probe mode bound on {bound['steps']} of {len(period)} days ({bound['asset_steps']} "
+                            f"symbol-days), cutting {bound['outlay_cut']:.4g} of buy outlay; traded notional "
+                            f"{traded[0]:.4g} -> {traded[1]:.4g}")
     meta = run.checkpoint_meta
     title = [f"Policy (checkpoint of step {run.step}, validation score {float(meta.get('score', np.nan)):.3f})",
              f"Period {period[0]} .. {period[-1]} ({len(period)} bars), hard fills, starting flat with {cash:g} "
              f"at the close of {market.dates[lo]}"]
     summary_extra = {"start_row": lo, "stop_row": hi, "checkpoint_step": run.step,
-                     "lag_check": {"flagged": flagged, "reasons": reasons}, "symbols": symbols}
+                     "lag_check": {"flagged": flagged, "reasons": reasons}, "symbols": symbols, **bindings}
     out = Path(out)
     text, stats = write_period_report(out, "evaluate", title, period, result.paths, P, rows=rows,
                                       extra_sections=sections, extra_stats=extra, summary_extra=summary_extra)
