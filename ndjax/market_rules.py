@@ -16,8 +16,8 @@ from ndjax.errors import ConfigError
 FILL_MODES = ("hard", "soft", "ste")
 INTEREST_MODES = ("excess", "debit")
 _POSITIVE = ("stock_max_leverage", "crypto_max_leverage", "day_count", "fill_temperature", "maintenance_margin",
-             "participation_cap")
-_NON_NEGATIVE = ("maker_fee", "leverage_fee_rate", "liquidation_slippage", "probe_notional", "probe_max_outlay")
+             "participation_cap", "probe_max_outlay")
+_NON_NEGATIVE = ("maker_fee", "leverage_fee_rate", "liquidation_slippage", "probe_notional")
 
 
 def _rule(default: Any, help: str, *, hparam: bool = True) -> Any:
