@@ -296,8 +296,7 @@ def size_orders(
     cut = jnp.zeros_like(outlay)
     if params.probe_notional is not None or params.probe_max_outlay is not None:
         if state.probe is None:
-            raise ConfigError("MarketParams.probe_notional / probe_max_outlay need a state with trade memory: "
-                              "init_state(..., probe=True)")
+            raise ConfigError("MarketParams.probe_*: probe mode needs trade memory: init_state(..., probe=True)")
         outlay, cut = cap_probing_buys(state.probe, outlay, E1, params.probe_notional, params.probe_max_outlay)
     return OrderSizes(
         **{f.name: getattr(night, f.name) for f in dataclasses.fields(Overnight)},
