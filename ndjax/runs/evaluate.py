@@ -29,8 +29,8 @@ from ndjax.runs.folder import Run, RunError, check_equity, load_market, run_arra
 from ndjax.sim import simulate_policy_jit
 
 VARIANTS = {
-    "probe": ("probe mode: after losing trades a symbol's buy outlay capped at min({probe_notional:g} of equity, "
-              "{probe_max_outlay})", lambda o: dict(probe=True, probe_notional=o["probe_notional"],
+    "probe": ("probe mode: after losing trades a symbol's buy outlay capped at {probe_notional:g} of equity, "
+              "absolute cap {probe_max_outlay}", lambda o: dict(probe=True, probe_notional=o["probe_notional"],
                                                    probe_max_outlay=o.get("probe_max_outlay"))),
     "realistic": ("realistic: gap fills at the open, participation cap {participation:g} of volume, debit interest",
                   lambda o: dict(gap_fill=True, participation_cap=o["participation"], interest="debit")),
@@ -242,7 +242,8 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
         _, infos = simulate_run(run, arrays, lo, hi, initial_cash=cash, **overrides(options))
         extra[name] = summary(infos, P)
         change = (float(extra[name].total_return) - float(policy_stats.total_return)) * 100
-        sections += ["", "-" * 72, f"Policy, {label.format(**options)}", "",
+        shown = {k: "none" if v is None else v for k, v in options.items()}
+        sections += ["", "-" * 72, f"Policy, {label.format(**shown)}", "",
                      format_comparison({"normal": policy_stats, name: extra[name]}),
                      f"{name} changes the net PnL by {change:+.2f} percentage points"]
         if name == "probe":
