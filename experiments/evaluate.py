@@ -16,7 +16,8 @@ import sys
 
 from ndjax.cli import add_run_flags, parse_symbols
 from ndjax.errors import NdjaxError, one_line
-from ndjax.probe import PROBE_FRACTION, PROBE_MAX_OUTLAY, parse_max_outlay as _outlay
+from ndjax.probe import PROBE_FRACTION, PROBE_MAX_OUTLAY
+from ndjax.probe import parse_max_outlay as _outlay
 from ndjax.runs.evaluate import evaluate_run
 from ndjax.runs.folder import load_run
 

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-
 PROBE_FRACTION = 0.01
 """Default probe cap relative to the equity after the night's interest (`E1`): 1 % (the replaced system's 1 % of
 cash; equity, because a margin book's cash can be negative)."""

@@ -37,7 +37,7 @@ LAYERS: dict[str, int] = {
     # retraining, the end-to-end entry point
     "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,
     "ndjax.paper.alpaca": 22, "ndjax.paper.postings": 23, "ndjax.paper.cycle": 24, "ndjax.paper.report": 24,
-    "ndjax.paper.retrain": 25, "ndjax.paper.trade": 25,
+    "ndjax.paper.retrain": 25, "ndjax.paper.trade": 25, "ndjax.paper.command": 26,
     # flags for the scripts in experiments/
     "ndjax.cli": 21,
     # the live loop's daily bars: a bar frame and when a bar is final -> the folder's files -> updating it from a

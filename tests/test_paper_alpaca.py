@@ -95,8 +95,8 @@ def test_errors_name_the_problem():
 
 def test_cycles_against_the_broker(run_dir, tmp_path, keys):
     """Day 1 submits; the broker fills a stock and a crypto buy; day 2 records the fills (the coin net of the fee
-    Alpaca takes in it, no commission on the stock, the fees estimates until posted) and the broker's book; a position the
-    ledger does not expect stops the next cycle with a message naming it."""
+    Alpaca takes in it, no commission on the stock, the fees estimates until posted) and the broker's book; a position
+    the ledger does not expect stops the next cycle with a message naming it."""
     with FakeAlpaca(cash=25_000.0) as fake:
         session = _session(run_dir, tmp_path / "live.db", fake, equity=25_000.0)
         dates = session.market.dates

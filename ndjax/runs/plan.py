@@ -162,7 +162,8 @@ def make_plan(run: Run, market: MarketData, arrays: MarketArrays, *, cash: float
     pool of excess equity) with `tradable` = the assets whose market is open on the next bar and that have a bar
     within `max_stale_days` calendar days; the others are listed under `skipped` with a reason. With
     `probe_notional` and/or `probe_max_outlay` and the trade `memory` (per symbol, in the run's order), probe mode
-    caps buys after losing trades (`probe_cut`: the outlay it removed); `buy_scale` in [0, 1] scales every buy (see `OrderPlan.scaled`).
+    caps buys after losing trades (`probe_cut`: the outlay it removed); `buy_scale` in [0, 1] scales every buy (see
+    `OrderPlan.scaled`).
     Quantities are rounded down to `share_unit` (stocks; 1 = whole shares) and `crypto_unit`.
     """
     T = market.n_days
