@@ -91,8 +91,8 @@ def _store(ledger: Ledger, postings: Sequence[Posting], today: str, charged: Seq
         ledger._sql("INSERT INTO postings VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (p.id, p.kind, p.date, p.symbol, p.amount, p.qty, p.price, p.order_id, p.detail, None))
     fills = ledger.fills()
-    lines = [f"{r['kind']} {r['id']} of {r['date']} ({r['symbol'] or r['detail']}, {r['amount']:.2f}) matches no "
-             "fill of this ledger: kept, not applied" for r in _match(ledger, fills, ours) if r["id"] in new]
+    lines = [f"{r['kind']} {r['id']} of {r['date']} ({r['amount']:.2f} for {r['symbol'] or r['detail']}) matches "
+             "no fill of this ledger: kept, not applied" for r in _match(ledger, fills, ours) if r["id"] in new]
     for line in lines:
         ledger.record_event(today, "posting", line)
     _apply(ledger, fills, charged)

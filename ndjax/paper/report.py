@@ -69,8 +69,8 @@ def fee_lines(ledger: Ledger) -> list[str]:
     lines.append(f"{'total':<11}{sum(r['estimated'] for r in table):>12.2f}{total:>12.2f}  (posted where posted, "
                  "else estimated)")
     unmatched = [r for r in stored(ledger) if r["kind"] in FEE_KINDS and r["day"] is None]
-    lines += [f"UNMATCHED {r['kind']} {r['id']} of {r['date']}: {r['symbol'] or r['detail']} {r['amount']:.2f} "
-              "(kept in the ledger, not applied to any day)" for r in unmatched]
+    lines += [f"UNMATCHED {r['kind']} {r['id']} of {r['date']}: {r['amount']:.2f} for {r['symbol'] or r['detail']} "
+              "(kept in the ledger, applied to no day)" for r in unmatched]
     interest = stored(ledger, "INT")
     estimated, posted = sum(d["leverage_cost"] for d in ledger.days()), sum(r["amount"] for r in interest)
     lines.append(f"interest: estimated {estimated:.2f} by the transition's rule; posted {posted:.2f} in "
