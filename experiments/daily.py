@@ -8,23 +8,23 @@ It knows the calendar: it fetches (experiments/fetch.py's flags), then cycles th
 final for every asset class held (stocks: the session's close plus the settle delay, early closes included;
 crypto: the UTC day), and only if that brings a bar the ledger has not recorded. On a holiday, or run twice, it
 does nothing and says so. A fetch failure stops it before the cycle (exit 1). Flags after `--` go to
-experiments/paper.py (--run, --broker, --equity, --start for a new ledger, the risk controls, ...); --data-dir,
---ledger, --symbols and --through are passed on. See docs/live.md for the systemd timer and the crontab line.
+experiments/paper.py (`ndjax.paper.command.paper_command`: --run, --broker, --equity, --start for a new ledger, the
+risk controls, ...); --data-dir, --ledger, --symbols and --through are passed on. See docs/live.md for the systemd
+timer and the crontab line.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from ndjax.cli import parse_symbols
 from ndjax.errors import NdjaxError, one_line
 from ndjax.feeds.loop import live_day
 from ndjax.feeds.options import add_fetch_args, feed_from_args
 from ndjax.feeds.status import STALE_SESSIONS, loop_status
+from ndjax.paper.command import paper_command
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -42,14 +42,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                    "you have seen to (the loop stops on one while the ledger holds the symbol)")
     add_fetch_args(p)
     return p.parse_args(own), paper
-
-
-def _paper_main():
-    """experiments/paper.py's `main`: the cycle and the report behind the same flags."""
-    spec = importlib.util.spec_from_file_location("ndjax_paper_script", Path(__file__).with_name("paper.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def main(argv: list[str] | None = None):
@@ -70,7 +62,7 @@ def main(argv: list[str] | None = None):
         passed = ["--data-dir", args.data_dir, "--ledger", args.ledger,
                   "--symbols", ",".join(symbols) if symbols else "all"]
         outcome = live_day(args.data_dir, symbols, feed_from_args(args), args.ledger,
-                           lambda day: _paper_main()([*paper, *passed, "--through", day]), now, settle=settle,
+                           lambda day: paper_command([*paper, *passed, "--through", day]), now, settle=settle,
                            through=args.through, log=log, refetch=args.refetch, start=args.history_start,
                            accept=[s.strip() for s in args.accept_rewrite.split(",") if s.strip()])
     except NdjaxError as e:  # FeedError, ConfigError (a flag), DataError: one line; anything else keeps its traceback

@@ -16,6 +16,8 @@ import sys
 
 from ndjax.cli import add_run_flags, parse_symbols
 from ndjax.errors import NdjaxError, one_line
+from ndjax.probe import PROBE_FRACTION, PROBE_MAX_OUTLAY
+from ndjax.probe import parse_max_outlay as _outlay
 from ndjax.runs.evaluate import evaluate_run
 from ndjax.runs.folder import load_run
 
@@ -29,8 +31,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="folder for the outputs (default: the run folder)")
     p.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
     p.add_argument("--compare-probe", action="store_true",
-                   help="also run probe mode (after a losing trade, buys capped at --probe-notional of equity)")
-    p.add_argument("--probe-notional", type=float, default=0.05)
+                   help="also run probe mode (after a losing trade, a symbol's buys capped at min(--probe-notional of "
+                        "equity, --probe-max-outlay))")
+    p.add_argument("--probe-notional", type=float, default=PROBE_FRACTION, help="default %(default)s")
+    p.add_argument("--probe-max-outlay", type=_outlay, default=PROBE_MAX_OUTLAY,
+                   help="in the account's currency; 'none': no absolute cap (default %(default)s)")
     p.add_argument("--realistic", action="store_true",
                    help="also run with gap fills at the open, a volume participation cap and debit interest")
     p.add_argument("--participation", type=float, default=0.01, help="participation cap for --realistic")
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     variants = {}
     if args.compare_probe:
-        variants["probe"] = {"probe_notional": args.probe_notional}
+        variants["probe"] = {"probe_notional": args.probe_notional, "probe_max_outlay": args.probe_max_outlay}
     if args.realistic:
         variants["realistic"] = {"participation": args.participation}
     try:

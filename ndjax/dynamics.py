@@ -25,7 +25,7 @@ from ndjax.market_rules import (  # noqa: F401 - re-exported: the rules are impo
     INTEREST_MODES,
     MarketParams,
 )
-from ndjax.probe import ProbeState, empty_memory, probing, remember_bar
+from ndjax.probe import ProbeState, cap_probing_buys, empty_memory, remember_bar
 
 BUST_LEVERAGE = 1e3
 """Leverage reported for an account whose end-of-bar equity is <= 0 while it holds assets."""
@@ -93,6 +93,7 @@ class StepInfo:
     sell_qty: jax.Array  # (..., N)
     forced_qty: jax.Array  # (..., N) units force-sold in a margin call
     inventory: jax.Array  # (..., N) after the bar
+    probe_cut: jax.Array | None = None  # (..., N) buy outlay probe mode's cap removed before fills
 
 
 def init_state(initial_cash: Any, mark: jax.Array, *, probe: bool = False) -> PortfolioState:
@@ -270,6 +271,7 @@ class OrderSizes(Overnight):
     outlay: jax.Array  # (..., N) cash a filled buy spends, fee included
     buy_qty: jax.Array  # (..., N)
     sell_qty: jax.Array  # (..., N)
+    probe_cut: jax.Array  # (..., N) outlay probe mode's cap removed (0: off, or not binding)
 
 
 def size_orders(
@@ -291,16 +293,15 @@ def size_orders(
     w = jnp.clip(action.buy_frac, 0, 1) * tradable
     pool = X[..., None] * (1 + f) / (m + f)  # outlay of a buy that takes the whole excess
     outlay = w / jnp.maximum(1, jnp.sum(w, axis=-1, keepdims=True)) * pool
-    if params.probe_notional is not None:
+    cut = jnp.zeros_like(outlay)
+    if params.probe_notional is not None or params.probe_max_outlay is not None:
         if state.probe is None:
-            raise ConfigError("MarketParams.probe_notional needs a state with trade memory: "
-                              "init_state(..., probe=True)")
-        cap = params.probe_notional * jnp.maximum(E1, 0)[..., None]
-        outlay = jnp.where(probing(state.probe), jnp.minimum(outlay, cap), outlay)
+            raise ConfigError("MarketParams.probe_*: probe mode needs trade memory: init_state(..., probe=True)")
+        outlay, cut = cap_probing_buys(state.probe, outlay, E1, params.probe_notional, params.probe_max_outlay)
     return OrderSizes(
         **{f.name: getattr(night, f.name) for f in dataclasses.fields(Overnight)},
         outlay=outlay, buy_qty=outlay / (action.buy_price * (1 + f)),
-        sell_qty=jnp.clip(action.sell_frac, 0, 1) * q * tradable,
+        sell_qty=jnp.clip(action.sell_frac, 0, 1) * q * tradable, probe_cut=cut,
     )
 
 
@@ -395,4 +396,4 @@ def step(params: MarketParams, state: PortfolioState, action: Action, bar: Bar) 
         traded_notional=buy_notional + sell_notional + forced.notional,
         margin_call=forced.call.astype(p.dtype), forced_notional=forced.notional,
         buy_fill=fb, sell_fill=fs, buy_order_qty=buy_order, sell_order_qty=sell_order, buy_qty=xb, sell_qty=xs,
-        forced_qty=forced.qty, inventory=q3)
+        forced_qty=forced.qty, inventory=q3, probe_cut=sizes.probe_cut)

@@ -16,7 +16,7 @@ from ndjax.errors import ConfigError
 FILL_MODES = ("hard", "soft", "ste")
 INTEREST_MODES = ("excess", "debit")
 _POSITIVE = ("stock_max_leverage", "crypto_max_leverage", "day_count", "fill_temperature", "maintenance_margin",
-             "participation_cap")
+             "participation_cap", "probe_max_outlay")
 _NON_NEGATIVE = ("maker_fee", "leverage_fee_rate", "liquidation_slippage", "probe_notional")
 
 
@@ -34,9 +34,11 @@ class MarketParams:
     Stocks need an initial margin of `1 / stock_max_leverage` and a maintenance margin of
     `maintenance_margin` of their value; crypto needs `1 / crypto_max_leverage` for both. A margin call
     (`margin_call=True`) force-sells at `close * (1 - liquidation_slippage)` back to the initial requirement.
-    Probe mode (`probe_notional=x`, a state from `init_state(..., probe=True)`): after losing trades a
-    symbol's next buy is capped at `x * E1`. Broker realism: `gap_fill` executes a limit through the open
-    at the open; `participation_cap` limits each executed quantity to that fraction of the bar's volume.
+    Probe mode (`probe_notional=x` and/or `probe_max_outlay=a`, a state from `init_state(..., probe=True)`):
+    after losing trades a symbol's next buy outlay is capped at `min(x * E1, a)` (`ndjax.probe.probe_cap`;
+    the defaults callers pass are `probe.PROBE_FRACTION` and `PROBE_MAX_OUTLAY`). Broker realism: `gap_fill`
+    executes a limit through the open at the open; `participation_cap` limits each executed quantity to that
+    fraction of the bar's volume.
     Bad values raise `ConfigError` (a `ValueError`) naming the field.
     """
 
@@ -50,8 +52,10 @@ class MarketParams:
     maintenance_margin: Any = _rule(0.30, "stock maintenance margin")
     liquidation_slippage: Any = _rule(0.001, "price concession of a forced sale")
     participation_cap: Any = _rule(None, "max fraction of the bar's volume one fill may take (None: off)", hparam=False)
-    probe_notional: Any = _rule(None, "buy outlay cap (fraction of equity) after losing trades (None: off)",
-                                hparam=False)
+    probe_notional: Any = _rule(None, "probe mode: buy outlay cap after losing trades, a fraction of equity "
+                                "(None: none)", hparam=False)
+    probe_max_outlay: Any = _rule(None, "probe mode: absolute buy outlay cap after losing trades, in the account's "
+                                  "currency (None: none)", hparam=False)
     fill: str = struct.field(pytree_node=False, default="hard", metadata={"help": "fills: hard, soft or ste"})
     interest: str = struct.field(pytree_node=False, default="excess",
                                  metadata={"help": "leverage interest rule: excess (leveraged stock) or debit"})

@@ -1,9 +1,11 @@
 """Probe mode's trade memory: per asset, the average cost of the units held and the last two closed trades.
 
-After a losing trade (or two trades that sum to a loss) an asset is *probing*: the transition caps its
-next buy at `MarketParams.probe_notional` of equity. A sell closes a trade at its execution price; a
-forced sale in a margin call closes one at `close * (1 - liquidation_slippage)`.
-Shapes: every field `(..., N)`.
+After a losing trade (or two trades that sum to a loss) an asset is *probing*: its next buy's outlay is capped
+at `min(probe_max_outlay, probe_notional * equity)` (`probe_cap`, `cap_probing_buys`: the one definition the
+transition, evaluation, paper and live trading all use). The defaults follow the system ndjax replaces, which
+capped a probing symbol's buy at min($300, 1 % of cash): `PROBE_FRACTION` of equity and `PROBE_MAX_OUTLAY` in
+the account's currency. A sell closes a trade at its execution price; a forced sale in a margin call closes one at
+`close * (1 - liquidation_slippage)`. Shapes: every field `(..., N)`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+
+PROBE_FRACTION = 0.01
+"""Default probe cap relative to the equity after the night's interest (`E1`): 1 % (the replaced system's 1 % of
+cash; equity, because a margin book's cash can be negative)."""
+PROBE_MAX_OUTLAY = 300.0
+"""Default absolute probe cap in the account's currency: $300, as in the replaced system. It binds once the equity
+passes $30,000; in a simulation of unit starting equity (the training default) only the relative cap binds."""
 
 
 @struct.dataclass
@@ -39,6 +48,42 @@ def probing(memory: ProbeState) -> jax.Array:
             | ((memory.n_closed >= 2) & (memory.last + memory.previous <= 0)))
 
 
+def parse_max_outlay(text: str) -> float | None:
+    """A `--probe-max-outlay` flag's value: a positive amount, or "none" (no absolute cap)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"--probe-max-outlay: expected a positive amount or 'none', got {text!r}")
+    return value
+
+
+def _xp(*xs: Any) -> Any:
+    """`jnp` when any argument (or a leaf of one) is a JAX array or tracer, else `np` (host figures stay float64)."""
+    return jnp if any(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(xs)) else np
+
+
+def probe_cap(equity: Any, fraction: Any = PROBE_FRACTION, max_outlay: Any = PROBE_MAX_OUTLAY) -> Any:
+    """The most a probing asset's buy may spend (fee included), `(...)`: `min(fraction * max(equity, 0),
+    max_outlay)`; either cap may be None (not applied; both None: no cap, `inf`)."""
+    xp = _xp(equity, fraction, max_outlay)
+    cap = xp.full_like(xp.asarray(equity), xp.inf) if fraction is None else fraction * xp.maximum(equity, 0)
+    return cap if max_outlay is None else xp.minimum(cap, max_outlay)
+
+
+def cap_probing_buys(memory: ProbeState, outlay: Any, equity: Any, fraction: Any = PROBE_FRACTION,
+                     max_outlay: Any = PROBE_MAX_OUTLAY) -> tuple[Any, Any]:
+    """Probe mode's rule: the buy `outlay (..., N)` of each probing asset capped at `probe_cap(equity (...))`.
+    Returns `(capped outlay, cut)`, `cut (..., N)` the outlay the cap removed (0 where it did not bind)."""
+    xp = _xp(memory, outlay, equity, fraction, max_outlay)
+    cap = probe_cap(equity, fraction, max_outlay)[..., None]
+    capped = xp.where(probing(memory), xp.minimum(outlay, cap), outlay)
+    return capped, outlay - capped
+
+
 def remember_trades(memory: ProbeState, held: jax.Array, bought: jax.Array, sold: jax.Array, buy_px: jax.Array,
                     sell_px: jax.Array, f: Any, held_after: jax.Array) -> ProbeState:
     """Sells close a trade at `sell_px (1 - f) / cost_basis - 1`; buys average into the cost basis.
@@ -47,8 +92,7 @@ def remember_trades(memory: ProbeState, held: jax.Array, bought: jax.Array, sold
     NumPy inputs stay NumPy (float64 bookkeeping on the host: the ledger, per-symbol attribution); any JAX array
     (or tracer) among them makes it JAX.
     """
-    xp = jnp if any(isinstance(x, jax.Array) for x in (*jax.tree_util.tree_leaves(memory), held, bought, sold,
-                                                        buy_px, sell_px, f, held_after)) else np
+    xp = _xp(memory, held, bought, sold, buy_px, sell_px, f, held_after)
     closing = sold > 0
     has_basis = memory.cost_basis > 0
     closed = xp.where(has_basis, sell_px * (1 - f) / xp.where(has_basis, memory.cost_basis, 1.0) - 1, 0.0)
@@ -77,3 +121,12 @@ def remember_bar(memory: ProbeState, held: jax.Array, between: jax.Array, after:
     none = (jnp if isinstance(forced, jax.Array) else np).zeros_like(forced)
     after_call = remember_trades(after_orders, between, none, forced, forced_px, forced_px, f, after)
     return after_orders, after_call
+
+
+def binding(cut: Any) -> dict[str, float]:
+    """How often the cap bound over a path, from `StepInfo.probe_cut (T, N)` (or `(T,)` per portfolio): the
+    steps with any capped buy, the asset-steps capped, and the total outlay removed (before fills)."""
+    cut = np.asarray(cut, np.float64)
+    per_step = cut.reshape(cut.shape[0], -1) > 0
+    return {"steps": int(per_step.any(axis=1).sum()), "asset_steps": int(per_step.sum()),
+            "outlay_cut": float(cut.sum())}

@@ -10,7 +10,12 @@ in `refuse` is refused with HTTP 403.
 Market data (stock and crypto daily bars, `bars` keyed by Alpaca's symbol: `STK0`, `CRY0/USD`): only bars that
 have opened by `now` are answered (None: all), a bar in `partial` is answered with those values instead (a bar
 still forming), `data_faults` answers the next data requests with those HTTP codes, one each, and `data_delay`
-slows each data request."""
+slows each data request.
+
+Account activities (`GET /v2/account/activities`, filtered by `activity_types` and `after`, oldest first with
+`direction=asc`, paged by `page_token`): every fill posts a FILL at once (at `now`, or `NOW`); a crypto fill's fee
+waits in `pending_fees` until the test calls `post_fees()` (Alpaca posts CFEE at the end of the day), as a coin
+amount with its price on a buy and in dollars on a sale; `activities` takes any other posting the test adds."""
 
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ class FakeAlpaca:
         self.partial: dict[tuple[str, str], dict] = {}  # (symbol, t) -> the values answered while it forms
         self.data_faults: list[int] = []
         self.data_delay = 0.0  # seconds each data request waits before it is answered
+        self.activities: list[dict] = []  # posted, in posting order
+        self.pending_fees: list[dict] = []  # CFEE postings not yet made
         self.lock = threading.Lock()
         fake = self
 
@@ -91,6 +98,8 @@ class FakeAlpaca:
     def handle(self, method: str, path: str, query: dict, body: dict | None):
         if method == "GET" and path in ("/v2/stocks/bars", "/v1beta3/crypto/us/bars"):
             return self._bars(query)
+        if method == "GET" and path == "/v2/account/activities":
+            return self._activities(query)
         if method == "GET" and path == "/v2/account":
             return 200, {"id": str(uuid.uuid4()), "account_number": "PA0NDJAX", "status": "ACTIVE",
                          "currency": "USD", "cash": repr(self.cash), "equity": repr(self.cash)}
@@ -152,6 +161,25 @@ class FakeAlpaca:
                 out[symbol] = [{"n": 1, "vw": b["c"], **b} for b in chosen]
         return 200, {"bars": out, "next_page_token": None}
 
+    def _activities(self, query: dict):
+        """The postings of the types asked for, dated after `after`, oldest first, a page at a time."""
+        kinds = query.get("activity_types", [",".join(a["activity_type"] for a in self.activities)])[0].split(",")
+        after = query.get("after", ["0000-00-00"])[0][:10]
+        if query.get("direction", ["desc"])[0] != "asc":
+            return 422, {"code": 42210000, "message": "this stand-in answers direction=asc only"}
+        chosen = [a for a in self.activities if a["activity_type"] in kinds
+                  and (a.get("date") or a["transaction_time"])[:10] > after]
+        token = query.get("page_token", [None])[0]
+        if token is not None:
+            chosen = chosen[[a["id"] for a in chosen].index(token) + 1:]
+        return 200, chosen[: int(query.get("page_size", ["100"])[0])]
+
+    def post_fees(self) -> None:
+        """Post the crypto fees of the fills so far (CFEE, dated the day of each fill), as Alpaca does at day end."""
+        with self.lock:
+            self.activities += self.pending_fees
+            self.pending_fees = []
+
     def _read(self, o: dict) -> dict:
         """An order as a read returns it: one being cancelled turns canceled after `cancel_reads` reads."""
         if o["status"] == "pending_cancel":
@@ -170,6 +198,22 @@ class FakeAlpaca:
             o["status"] = "filled" if done + qty >= float(o["qty"]) else "partially_filled"
         crypto, key = "/" in o["symbol"], o["symbol"].replace("/", "")
         fee = self.crypto_fee if crypto else 0.0
+        at = self.now or NOW
+        stamp = "".join(c for c in at[:10] if c.isdigit()) + "000000000"
+        self.activities.append({
+            "id": f"{stamp}::{uuid.uuid4()}", "activity_type": "FILL", "transaction_time": at,
+            "type": "fill" if done + qty >= float(o["qty"]) else "partial_fill", "price": repr(price), "qty": repr(qty),
+            "side": o["side"], "symbol": o["symbol"], "leaves_qty": repr(float(o["qty"]) - done - qty),
+            "order_id": o["id"], "cum_qty": repr(done + qty), "order_status": o["status"]})
+        if crypto:
+            fee_posting = {"id": f"{stamp}::{uuid.uuid4()}", "activity_type": "CFEE", "date": at[:10],
+                           "symbol": key, "status": "executed"}
+            if o["side"] == "buy":
+                fee_posting.update(net_amount="0", qty=repr(-qty * fee), price=repr(price),
+                                   description="Coin Pair Transaction Fee (Non USD)")
+            else:
+                fee_posting.update(net_amount=repr(-qty * price * fee), description="Coin Pair Transaction Fee (USD)")
+            self.pending_fees.append(fee_posting)
         if o["side"] == "buy":
             self.positions[key] = self.positions.get(key, 0.0) + qty * (1 - fee)
             self.cash -= qty * price

@@ -68,8 +68,9 @@ CONFIG = dict(ramp_days=0, halt_drawdown=1.0)
 
 @pytest.fixture
 def quick_paper(monkeypatch):
-    """The paper script as is, with the run's checkpoint read once per test (not once a day) and the report written
-    only when `report` holds True: the cycles are the script's own, the test keeps to seconds."""
+    """The paper command daily.py calls (`ndjax.paper.command.paper_command`) as is, with the run's checkpoint read
+    once per test (not once a day) and the report written only when `report` holds True: the cycles are the
+    command's own, the test keeps to seconds."""
     import functools
 
     import ndjax.paper.trade as trade

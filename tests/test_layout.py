@@ -33,10 +33,11 @@ LAYERS: dict[str, int] = {
     "ndjax.runs.folder": 18, "ndjax.runs.positions": 19, "ndjax.runs.evaluate": 19, "ndjax.runs.sweeps": 19,
     "ndjax.runs.plan": 20,
     "ndjax.runs.job": 20, "ndjax.runs.chain": 11, "ndjax.runs.folds": 21,
-    # paper trading: the broker interface and controls -> ledger, brokers -> the cycle, its report -> retraining
+    # paper trading: the broker interface and controls -> ledger, brokers -> posted fees -> the cycle, its report ->
+    # retraining, the end-to-end entry point
     "ndjax.paper.broker": 21, "ndjax.paper.controls": 21, "ndjax.paper.ledger": 22, "ndjax.paper.simulated": 22,
-    "ndjax.paper.alpaca": 22, "ndjax.paper.cycle": 23, "ndjax.paper.report": 23, "ndjax.paper.retrain": 24,
-    "ndjax.paper.trade": 24,
+    "ndjax.paper.alpaca": 22, "ndjax.paper.postings": 23, "ndjax.paper.cycle": 24, "ndjax.paper.report": 24,
+    "ndjax.paper.retrain": 25, "ndjax.paper.trade": 25, "ndjax.paper.command": 26,
     # flags for the scripts in experiments/ (and the flag names the main job's errors give)
     "ndjax.cli": 6,
     # the live loop's daily bars: a bar frame and when a bar is final -> the folder's files -> updating it from a

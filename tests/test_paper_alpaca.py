@@ -95,8 +95,8 @@ def test_errors_name_the_problem():
 
 def test_cycles_against_the_broker(run_dir, tmp_path, keys):
     """Day 1 submits; the broker fills a stock and a crypto buy; day 2 records the fills (the coin net of the fee
-    Alpaca takes in it, no commission on the stock, fees marked as estimates) and the broker's book; a position the
-    ledger does not expect stops the next cycle with a message naming it."""
+    Alpaca takes in it, no commission on the stock, the fees estimates until posted) and the broker's book; a position
+    the ledger does not expect stops the next cycle with a message naming it."""
     with FakeAlpaca(cash=25_000.0) as fake:
         session = _session(run_dir, tmp_path / "live.db", fake, equity=25_000.0)
         dates = session.market.dates
@@ -122,7 +122,8 @@ def test_cycles_against_the_broker(run_dir, tmp_path, keys):
         assert book.positions == {stock["symbol"]: pytest.approx(stock["quantity"]),
                                   coin["symbol"]: pytest.approx(coin["quantity"] * (1 - fee))}
         assert book.cash == pytest.approx(fake.cash)
-        assert all(d["fees_estimated"] for d in session.ledger.days()) and "ESTIMATES" in result.text
+        # the fill day's crypto fee waits for Alpaca's CFEE posting; the first day had no fill to wait for
+        assert [d["fees_estimated"] for d in session.ledger.days()] == [0, 1] and "ESTIMATES" in result.text
         fake.positions["STK0"] = fake.positions.get("STK0", 0.0) + 7.0
         with pytest.raises(BrokerError, match="holds .* STK0, the ledger expects"):
             paper_trade(session, through=str(dates[DAY + 2]))
@@ -218,3 +219,94 @@ def test_two_ledgers_share_one_account(run_dir, tmp_path, keys):
         paper_trade(two, through=str(dates[DAY + 1]))
         status = {o["client_order_id"]: o["status"] for o in fake.orders.values()}
         assert {status[c] for c in ids[0]} == {"new"} and "new" not in {status[c] for c in ids[1]}
+
+
+def _posted_fees_session(run_dir, path, fake):
+    """Day DAY submits; the broker fills the stock and crypto buys; day DAY+1 records them (fees estimated, the CFEE
+    not posted yet). Returns the session and the two buys by asset class."""
+    session = _session(run_dir, path, fake, equity=25_000.0)
+    dates = session.market.dates
+    paper_trade(session, start=str(dates[DAY]), through=str(dates[DAY]))
+    buys = {o["asset_class"]: o for o in session.ledger.order_rows() if o["side"] == "buy"}
+    assert set(buys) == {"stock", "crypto"}
+    for o in buys.values():
+        fake.fill(o["client_id"])
+    paper_trade(session, through=str(dates[DAY + 1]))
+    return session, buys
+
+
+def test_posted_fees_replace_the_estimates_on_a_later_day(run_dir, tmp_path, keys):
+    """The crypto fee stays an estimate until Alpaca posts its CFEE (a day later, in the coin); the next cycle puts
+    the posted fee in place of the estimate on the day of the fill, the report shows both; reading the postings again
+    changes nothing; a CFEE that matches no fill of the ledger is kept, reported once and applied nowhere."""
+    from ndjax.paper.postings import reconcile_postings, stored
+
+    with FakeAlpaca(cash=25_000.0) as fake:
+        session, buys = _posted_fees_session(run_dir, tmp_path / "f.db", fake)
+        ledger, dates = session.ledger, session.market.dates
+        fill_day = str(dates[DAY + 1])
+        day = {d["date"]: d for d in ledger.days()}
+        estimate = sum(f["fee"] for f in ledger.fills() if f["date"] == fill_day)
+        assert estimate > 0 and day[fill_day]["fees_estimated"] and day[fill_day]["fees"] == pytest.approx(estimate)
+        assert not day[str(dates[DAY])]["fees_estimated"]  # no fill: nothing to wait for
+        assert {r["kind"] for r in stored(ledger)} == {"FILL"} and len(stored(ledger)) == 2  # fills post at once
+        (cfee,) = fake.pending_fees
+        cfee["qty"] = repr(float(cfee["qty"]) * 1.1)  # the broker charged 10 % more than the schedule says
+        posted = -float(cfee["qty"]) * float(cfee["price"])
+        fake.post_fees()
+        fake.activities.append({"id": "20261124000000000::unknown-order", "activity_type": "CFEE",
+                                "date": "2026-11-24", "net_amount": "0", "qty": "-0.5", "price": "3.0",
+                                "symbol": "ETHUSD", "description": "Coin Pair Transaction Fee (Non USD)"})
+        result = paper_trade(session, through=str(dates[DAY + 2]))
+        day = {d["date"]: d for d in ledger.days()}
+        assert not day[fill_day]["fees_estimated"]
+        assert day[fill_day]["fees"] == pytest.approx(posted, rel=1e-9)  # the stock fill's fee: 0, as posted
+        assert posted == pytest.approx(estimate * 1.1, rel=1e-6)
+        fee_row = next(line for line in result.text.splitlines() if line.startswith(fill_day) and "posted" in line)
+        assert f"{estimate:.2f}" in fee_row and f"{posted:.2f}" in fee_row and fee_row.endswith("posted")
+        (event,) = ledger.events("posting")
+        assert "unknown-order" in event["detail"] and "ETHUSD" in event["detail"] and "kept, not applied" in (
+            event["detail"])
+        assert "UNMATCHED CFEE 20261124000000000::unknown-order" in result.text
+        before = (ledger.days(), stored(ledger), ledger.events())
+        assert reconcile_postings(ledger, session.broker, ledger.last_date()) == []  # read twice: stored once
+        assert (ledger.days(), stored(ledger), ledger.events()) == before
+        unknown = next(r for r in stored(ledger) if r["id"].endswith("unknown-order"))
+        assert unknown["day"] is None and unknown["amount"] == pytest.approx(1.5)  # kept, not lost
+
+
+def test_postings_page_through_and_name_a_bad_activity(keys):
+    with FakeAlpaca() as fake:
+        broker = _broker(fake)
+        fake.activities = [{"id": f"20261101000000000::{i:04d}", "activity_type": "INT", "date": "2026-11-01",
+                            "net_amount": "-0.25", "description": "margin interest"} for i in range(130)]
+        got = broker.postings("2026-10-31")
+        assert [p.id for p in got] == [a["id"] for a in fake.activities]  # two pages, in order
+        assert all(p.kind == "INT" and p.amount == 0.25 for p in got)
+        assert sum(1 for m, p, *_ in fake.requests if p == "/v2/account/activities") == 2
+        assert broker.postings("2026-11-01") == []
+        fake.activities = [{"id": "20261102000000000::bad", "activity_type": "FEE", "date": "2026-11-02",
+                            "net_amount": "lots"}]
+        with pytest.raises(BrokerError, match="account activity '20261102000000000::bad' could not be read"):
+            broker.postings("2026-11-01")
+
+
+def test_keys_never_reach_the_ledger_reports_or_logs(run_dir, tmp_path, monkeypatch, capfd):
+    """With known fake keys in the environment, cycles that read orders, fills and postings leave them nowhere: not
+    in the ledger, the report files or anything printed; every request carried them."""
+    key, secret = "PKFEESKEY314159", "feesSecret271828qq"
+    monkeypatch.setenv("APCA_API_KEY_ID", key)
+    monkeypatch.setenv("APCA_API_SECRET_KEY", secret)
+    with FakeAlpaca(cash=25_000.0) as fake:
+        session, _ = _posted_fees_session(run_dir, tmp_path / "k.db", fake)
+        fake.post_fees()
+        paper_trade(session, through=str(session.market.dates[DAY + 2]))
+        assert {k for *_, k in fake.requests} == {key}
+        session.ledger.close()
+    printed = "".join(capfd.readouterr())
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "paper_report.txt" for p in files) and any(p.name == "k.db" for p in files)
+    for p in files:
+        data = p.read_bytes()
+        assert key.encode() not in data and secret.encode() not in data, p
+    assert key not in printed and secret not in printed

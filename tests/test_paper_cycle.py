@@ -241,3 +241,28 @@ def test_probe_mode_reads_closed_trades_from_the_ledger(run_dir, tmp_path):
     probed = _simulated_equity(run_dir, probe=True, probe_notional=probe)
     assert np.abs(probed / _simulated_equity(run_dir) - 1).max() > 1e-4  # the cap changes the path
     np.testing.assert_allclose(paper, probed, rtol=1e-5)  # and the ledger's memory caps it as the simulation does
+
+
+def test_probe_caps_bind_alike_in_paper_and_evaluation(run_dir, tmp_path):
+    """With an absolute cap under the relative one, the paper ledger's probe events fall on the days the simulation's
+    cap cut a buy, the two equity paths agree, and the paper report says how often it bound (and that the
+    simulated broker's fees are exact)."""
+    from ndjax.probe import binding
+
+    fraction, absolute = 0.05, 40.0  # 5 % of 25,000 is 1,250: the 40 binds
+    config = dataclasses.replace(PLAIN, probe_notional=fraction, probe_max_outlay=absolute)
+    session, result = _replay(run_dir, tmp_path / "cap.db", config=config)
+    events = session.ledger.events("probe")
+    assert events and all("buy outlay cut by" in e["detail"] for e in events)
+    run = load_run(run_dir)
+    arrays = run_arrays(run, load_market(run))
+    _, infos = simulate_run(run, arrays, START, THROUGH + 2, initial_cash=25_000.0, probe=True,
+                            probe_notional=fraction, probe_max_outlay=absolute)  # one bar more: the last day's orders
+    cut = np.asarray(infos.probe_cut)
+    dates = session.market.dates
+    assert {e["date"] for e in events} == {str(dates[START + t]) for t in np.flatnonzero(cut.sum(1) > 0)}
+    np.testing.assert_allclose([d["equity"] for d in session.ledger.days()][1:], np.asarray(infos.equity)[:-1],
+                               rtol=1e-5)
+    bound = binding(cut)
+    assert f"bound on {bound['steps']} of {THROUGH - START + 1} days ({bound['asset_steps']} buys)" in result.text
+    assert f"min(0.05 of equity, {absolute:,.2f})" in result.text and "Exact: the simulated broker" in result.text

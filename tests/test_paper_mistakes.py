@@ -136,7 +136,9 @@ def test_ctrl_c_says_where_the_ledger_is(run_dir, tmp_path, monkeypatch):
         session.replay(None, str(session.market.dates[START + 4]))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(script, "paper_trade", interrupted)
+    import ndjax.paper.command as command
+
+    monkeypatch.setattr(command, "paper_trade", interrupted)  # the script's command, interrupted mid-replay
     with pytest.raises(SystemExit) as stop:
         script.main(["--run", str(run_dir), "--ledger", str(path), "--equity", "25000"])
     dates = open_session(run_dir, path).market.dates

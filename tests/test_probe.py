@@ -75,3 +75,65 @@ def test_invariants_hold_in_probe_mode(seed):
     chex.assert_tree_all_finite((new, info))
     assert np.all(info.inventory >= 0) and np.all(info.buy_qty <= ref["xb"] * (1 + 1e-12) + 1e-15)
     assert np.all(new.probe.cost_basis >= 0)
+
+
+def _probing_book(cash):
+    """Two stocks, all cash `(B,)`; the first lost on its last trade (probing), the second never traded."""
+    cash = jnp.asarray(cash)
+    memory = ProbeState(cost_basis=jnp.zeros((cash.size, 2)), last=jnp.array([[-0.1, 0.0]] * cash.size),
+                        previous=jnp.zeros((cash.size, 2)), n_closed=jnp.array([[1.0, 0.0]] * cash.size))
+    return PortfolioState(cash=cash, inventory=jnp.zeros((cash.size, 2)), mark=jnp.full((cash.size, 2), 50.0),
+                          probe=memory)
+
+
+def test_probe_cap_binds_hand_computed():
+    """min(1 % of equity, 300) in float64, by hand: at 10,000 the relative cap (100) binds, at 100,000 the absolute
+    (300); the symbol that is not probing buys its full share; the cut is what the cap removed."""
+    from ndjax.probe import PROBE_FRACTION, PROBE_MAX_OUTLAY
+
+    with jax.enable_x64(True):
+        params = MarketParams(is_crypto=jnp.array([False, False]), probe_notional=PROBE_FRACTION,
+                              probe_max_outlay=PROBE_MAX_OUTLAY)
+        state = _probing_book([10_000.0, 100_000.0])
+        buy = Action(buy_price=jnp.full((2, 2), 50.0), sell_price=jnp.full((2, 2), 1e6),
+                     buy_frac=jnp.full((2, 2), 0.5), sell_frac=jnp.zeros((2, 2)))
+        bar = Bar(high=jnp.full((2, 2), 51.0), low=jnp.full((2, 2), 49.0), close=jnp.full((2, 2), 50.0),
+                  tradable=jnp.ones((2, 2)), days_elapsed=jnp.ones(2))
+        new, info = jax.jit(step)(params, state, buy, bar)
+    f, m = 0.0008, 0.5
+    for b, (cash, cap) in enumerate([(10_000.0, 100.0), (100_000.0, 300.0)]):
+        share = 0.5 * cash * (1 + f) / (m + f)  # half the pool's outlay, uncapped
+        assert (PROBE_FRACTION * cash < PROBE_MAX_OUTLAY) == (b == 0)  # which cap binds
+        np.testing.assert_allclose(np.asarray(info.buy_qty[b]), [cap / (50.0 * (1 + f)), share / (50.0 * (1 + f))],
+                                   rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(info.probe_cut[b]), [share - cap, 0.0], rtol=1e-12, atol=1e-9)
+        assert float(new.cash[b]) == pytest.approx(cash - cap - share, rel=1e-12)
+    plain = params.replace(probe_notional=None, probe_max_outlay=None)
+    _, free = jax.jit(step)(plain, state, buy, bar)
+    assert float(free.probe_cut.sum()) == 0.0 and float(free.buy_qty[0, 0]) > float(info.buy_qty[0, 0])
+
+
+def test_each_cap_alone_and_a_vmapped_sweep_over_the_cap():
+    """Only the absolute cap, only the relative one, and a vmap over the relative cap equal to the loop and to the
+    formula min(share, x E1)."""
+    from ndjax.dynamics import size_orders
+
+    with jax.enable_x64(True):
+        state = _probing_book([20_000.0])
+        buy = Action(jnp.full((1, 2), 50.0), jnp.full((1, 2), 1e6), jnp.full((1, 2), 0.5), jnp.zeros((1, 2)))
+        params = MarketParams(is_crypto=jnp.array([False, False]))
+        sizes = jax.jit(size_orders)
+        share = 0.5 * 20_000.0 * 1.0008 / 0.5008
+        absolute = sizes(params.replace(probe_max_outlay=250.0), state, buy, jnp.ones(2), jnp.array(1.0))
+        relative = sizes(params.replace(probe_notional=0.02), state, buy, jnp.ones(2), jnp.array(1.0))
+        np.testing.assert_allclose(np.asarray(absolute.outlay[0]), [250.0, share], rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(relative.outlay[0]), [400.0, share], rtol=1e-12)
+        caps = jnp.array([0.001, 0.01, 0.2, 1.0])
+        sweep = jax.jit(jax.vmap(lambda x: size_orders(params.replace(probe_notional=x), state, buy, jnp.ones(2),
+                                                       jnp.array(1.0)).outlay[0, 0]))(caps)
+        loop = [float(sizes(params.replace(probe_notional=x), state, buy, jnp.ones(2), jnp.array(1.0)).outlay[0, 0])
+                for x in caps]
+    np.testing.assert_allclose(np.asarray(sweep), loop, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(sweep), np.minimum(share, np.asarray(caps) * 20_000.0), rtol=1e-12)
+    with pytest.raises(ValueError, match="probe_max_outlay: must be > 0"):
+        MarketParams(is_crypto=jnp.array([False]), probe_max_outlay=0.0)

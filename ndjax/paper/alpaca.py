@@ -7,9 +7,12 @@ it twice. An order Alpaca refuses comes back "rejected" with the reason; the oth
 ledger's (`BTC-USD`); Alpaca's `BTC/USD` (orders) and `BTCUSD` (positions) are mapped at this boundary. Limit
 prices are rounded to the venue's tick, down for buys and up for sells.
 
-Fees follow Alpaca's schedule (estimates: the ledger does not read Alpaca's fee postings): no commission on stocks
-(the SEC and FINRA fees on sales are not modelled), `crypto_fee` on crypto, which Alpaca takes in the asset
-received: a crypto buy of q units adds q (1 - crypto_fee) to the position.
+Fees follow Alpaca's schedule at the fill (estimates): no commission on stocks, `crypto_fee` on crypto, which
+Alpaca takes in the asset received: a crypto buy of q units adds q (1 - crypto_fee) to the position. Alpaca posts
+what it charged later as account activities (`GET /v2/account/activities`; alpaca-py's `TradingClient` has no
+method for it, so `postings` calls the endpoint through the client's own session): FILL (with the order id), CFEE
+(crypto fees, end of day, in the coin with its price), FEE (regulatory fees on stock sales) and INT (interest);
+the cycle replaces the estimates with them (`ndjax.paper.postings`).
 
 Tried against a local server that answers the REST subset used here with alpaca-py's response shapes; never
 against Alpaca itself (no network from the machines this was built on).
@@ -24,11 +27,13 @@ from collections.abc import Sequence
 
 from ndjax.dynamics import ALPACA_CRYPTO_MAKER_FEE
 from ndjax.feeds.bars import alpaca_pair
-from ndjax.paper.broker import Book, Broker, BrokerError, Order, OrderStatus
+from ndjax.paper.broker import Book, Broker, BrokerError, Order, OrderStatus, Posting
 
 MIN_NOTIONAL = {"stock": 1.0, "crypto": 1.0}
 """Alpaca's smallest order value in dollars: $1 for fractional stock orders and for crypto (from Alpaca's
 fractional-trading and crypto pages, as the brief for this module states them; not checked against the API)."""
+ACTIVITY_TYPES = ("FILL", "CFEE", "FEE", "INT")
+"""The account activities read: fills, crypto fees, regulatory fees, interest (alpaca-py's `ActivityType` names)."""
 MAX_CLIENT_ID = 48
 """Longest client order id Alpaca's (older) documentation allows."""
 
@@ -53,6 +58,7 @@ class AlpacaBroker(Broker):
 
     name = "alpaca"
     fees_estimated = True
+    posts_fees = True
     min_notional = MIN_NOTIONAL
 
     def __init__(self, symbols: Sequence[str], is_crypto: Sequence[bool], *, live: bool = False,
@@ -114,6 +120,38 @@ class AlpacaBroker(Broker):
                                   "positions out of sync with the broker")
             held[self.to_ledger[p.symbol]] = float(p.qty)
         return Book(cash=float(acc.cash), positions=held)
+
+    def postings(self, after: str) -> list[Posting]:
+        """FILL, CFEE, FEE and INT activities after the day `after`, oldest first, every page."""
+        out, token = [], None
+        while True:
+            query = {"activity_types": ",".join(ACTIVITY_TYPES), "after": after, "direction": "asc",
+                     "page_size": 100, **({"page_token": token} if token else {})}
+            page = self._call("reading the account activities", self.client.get, "/account/activities", query)
+            if not isinstance(page, list):
+                raise BrokerError(f"alpaca: the account activities came back as {type(page).__name__}, not a list")
+            out += [self._posting(a) for a in page]
+            if len(page) < 100:
+                return out
+            token = page[-1].get("id")
+
+    def _posting(self, a: dict) -> Posting:
+        """One activity as a `Posting`; a malformed one raises a `BrokerError` naming it."""
+        try:
+            kind, raw = a["activity_type"], a.get("symbol")
+            symbol = self.to_ledger.get(raw) if raw else None
+            detail = "" if symbol or not raw else f"symbol {raw}, which the ledger does not trade"
+            qty, price = float(a.get("qty") or 0), float(a.get("price") or 0)
+            if kind == "FILL":
+                return Posting(a["id"], kind, a["transaction_time"][:10], symbol, 0.0, qty, price,
+                               str(a["order_id"]), detail or a.get("side", ""))
+            net = float(a.get("net_amount") or 0)
+            amount = -net if net or kind != "CFEE" else -qty * price  # a coin fee: net_amount 0, qty < 0
+            return Posting(a["id"], kind, a["date"][:10], symbol, amount, qty, price, None,
+                           detail or a.get("description", ""))
+        except (KeyError, TypeError, ValueError) as e:
+            raise BrokerError(f"alpaca: account activity {a.get('id', a)!r} could not be read ({type(e).__name__}: "
+                              f"{e})") from None
 
     def submit(self, orders: Sequence[Order]) -> list[OrderStatus]:
         from alpaca.common.exceptions import APIError

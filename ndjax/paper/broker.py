@@ -86,6 +86,25 @@ class Fill:
 
 
 @dataclass(frozen=True)
+class Posting:
+    """An account activity a real broker posted: a fill (`kind` "FILL", naming the broker's `order_id`), a fee
+    ("CFEE": crypto, taken in the coin on a buy, in dollars on a sale; "FEE": regulatory fees), or interest ("INT").
+    `amount` is the dollars it charged (> 0 a cost; a fee in the coin is valued at its `price`; a fill's is 0);
+    `date` its day (a fill's: the UTC day of its execution); `symbol` the ledger's (None: none given, or one the
+    ledger does not trade, named in `detail`)."""
+
+    id: str
+    kind: str
+    date: str
+    symbol: str | None
+    amount: float
+    qty: float = 0.0
+    price: float = 0.0
+    order_id: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Book:
     """Cash (negative = margin debt) and units held by symbol: the ledger's book at a close, or a broker's account."""
 
@@ -120,12 +139,14 @@ class Broker(ABC):
 
     `min_notional` is the smallest order value the broker takes per asset class (smaller orders are not sent);
     `fees_estimated` says that the fees the ledger records come from the broker's schedule (`fee_rate`,
-    `fee_in_asset`), not from its statements."""
+    `fee_in_asset`), not from its statements; `posts_fees` that it posts the fees it charged later, as account
+    activities (`postings`), which replace the estimates."""
 
     name: str = "broker"
     simulated: bool = False
     fees_estimated: bool = False
     min_notional: Mapping[str, float] = {}
+    posts_fees: bool = False
 
     def sync(self, book: Book, open_orders: Sequence[Order]) -> None:  # noqa: B027
         """Adopt the ledger's book and the orders still open (a simulated broker keeps no state of its own)."""
@@ -141,6 +162,11 @@ class Broker(ABC):
     def fee_in_asset(self, asset_class: str, side: str) -> bool:
         """Whether the fee of such a fill is taken from the units received rather than in cash."""
         return False
+
+    def postings(self, after: str) -> list[Posting]:
+        """The fills, fees and interest the broker posted after the day `after` (ISO date), oldest first (a broker
+        that posts nothing: none)."""
+        return []
 
     @abstractmethod
     def account(self) -> Book:

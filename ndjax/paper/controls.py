@@ -8,12 +8,18 @@ it holds the fraction where it is. "Trading as if the equity were r E" means the
 
 Kill switch: when the drawdown from the peak equity (since the last resume) reaches `halt_drawdown`, the account
 stops buying (it may still sell) until `resume` is recorded. `halt_drawdown = 1` never halts.
+
+Probe mode (the rule is `ndjax.probe.cap_probing_buys`, applied when the orders are sized): a day whose cap bound is
+recorded as a "probe" event (`probe_note`), which the report counts (`probe_cuts`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from ndjax.dynamics import excess_pool
 from ndjax.errors import ConfigError
@@ -75,3 +81,14 @@ def buy_scale(ramp: float, equity: float, requirement: float) -> float:
     if full <= 0:
         return 1.0
     return min(float(excess_pool(ramp * equity, requirement)) / full, 1.0)
+
+
+def probe_note(symbols: Sequence[str], cut: np.ndarray) -> str:
+    """A "probe" event's text: each symbol whose buy the probe cap cut `(N,)` and by how much outlay."""
+    return "probe cap bound: " + "; ".join(f"{symbols[j]} buy outlay cut by {cut[j]:.2f}"
+                                           for j in np.flatnonzero(cut > 0))
+
+
+def probe_cuts(details: Sequence[str]) -> list[tuple[str, float]]:
+    """`(symbol, outlay cut)` of every capped buy in "probe" events' texts (`probe_note`)."""
+    return [(m[1], float(m[2])) for d in details for m in re.finditer(r"(\S+) buy outlay cut by ([0-9.]+)", d)]

@@ -3,16 +3,15 @@
 1. reconcile yesterday's orders against today's bar (simulated broker) or the broker: cancel what is still open,
    read the statuses until they are final, and take the fills from the final filled quantities;
 2. update the book: interest, fills and margin calls; record fills, closed trades, positions and the day;
-3. decide tomorrow's orders with the policy, on data up to today only (the data's last row included: the
-   simulated broker settles those orders when a later call brings the next bar);
+3. decide tomorrow's orders with the policy, on data up to today only (the data's last row included), and
 4. size them with the transition's own sizing (`runs.plan.make_plan`), scaled by the ramp-up and kill switch;
 5. record and submit them: orders below the broker's minimum value are not sent (an event lists them), and an
    order the broker refuses is recorded "rejected" (with an event) while the others go out.
 
 The first cycle of a ledger at a real broker checks the account: the cash must be the ledger's starting equity
-(or is adopted as it) and no positions may be held. A replay runs the cycle for every row from the ledger's last
-day (or a start date) through an end date, on history as if live; the report (step 6) is written after the last
-cycle of each invocation.
+(or is adopted as it) and no positions may be held. After each cycle the fees a real broker posted replace the
+estimates (`ndjax.paper.postings`). A replay runs the cycle for every row from the ledger's last day (or a start
+date) through an end date, on history as if live; the report is written after the last cycle of each invocation.
 """
 
 from __future__ import annotations
@@ -41,8 +40,9 @@ from ndjax.paper.broker import (
     Settlement,
     portfolio_state,
 )
-from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp, still_halted
+from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp, probe_note, still_halted
 from ndjax.paper.ledger import Ledger, LedgerError
+from ndjax.paper.postings import reconcile_postings
 from ndjax.probe import remember_bar
 from ndjax.runs.folder import Run, run_arrays
 from ndjax.runs.plan import OrderPlan, make_plan
@@ -55,16 +55,22 @@ CASH_TOLERANCE = 0.01
 
 @dataclass(frozen=True)
 class PaperConfig:
-    """Controls, probe mode (`probe_notional`, None = off), order rounding, the retraining hook, and how often and
+    """Controls, probe mode (a probing symbol's buy capped at `min(probe_notional * equity, probe_max_outlay)`; both
+    None = off; `ndjax.probe` holds the rule and its defaults), order rounding, the retraining hook, and how often and
     how long apart the cycle reads the status of orders being cancelled (`status_polls`, `status_wait` seconds)."""
 
     controls: Controls = field(default_factory=Controls)
     probe_notional: float | None = None
+    probe_max_outlay: float | None = None
     whole_shares: bool = False
     max_stale_days: float = 5.0
     retrain: Callable[[PaperSession, int], None] | None = None  # called between cycles, before the day of row
     status_polls: int = 10
     status_wait: float = 1.0
+
+    @property
+    def probing(self) -> bool:
+        return self.probe_notional is not None or self.probe_max_outlay is not None
 
     def __post_init__(self) -> None:
         if self.status_polls < 1 or self.status_wait < 0:
@@ -88,8 +94,7 @@ NO_SETTLEMENT = Settlement(fills=(), interest=0.0, fees=0.0, margin_call=False, 
 
 @dataclass(frozen=True)
 class DayControls:
-    """The risk controls after a day: its drawdown, whether buys are halted (`halts_today`: the kill switch tripped
-    today), and tomorrow's ramp."""
+    """The risk controls after a day: drawdown, halted (`halts_today`: tripped today), tomorrow's ramp."""
 
     drawdown: float
     halted: bool
@@ -266,8 +271,8 @@ class PaperSession:
         plan = make_plan(self.run, self.market, self.arrays, cash=book.cash, quantities=book.positions, row=row,
                          max_stale_days=self.config.max_stale_days,
                          share_unit=1.0 if self.config.whole_shares else 1e-6,
-                         memory=self.ledger.memory(date) if self.config.probe_notional is not None else None,
-                         probe_notional=self.config.probe_notional)
+                         memory=self.ledger.memory(date) if self.config.probing else None,
+                         probe_notional=self.config.probe_notional, probe_max_outlay=self.config.probe_max_outlay)
         scale = 0.0 if controls.halted else buy_scale(controls.ramp, plan.equity_after_interest,
                                                       plan.initial_requirement)
         return plan if scale == 1.0 else plan.scaled(scale)
@@ -310,6 +315,7 @@ class PaperSession:
         except BaseException:  # the ledger rolled back: so does the model trading (first record, a promotion)
             self.run, self.arrays, self.params, self.model_id = trading
             raise
+        reconcile_postings(self.ledger, self.broker, date)
         return True
 
     def _retrain(self, row: int, date: str) -> None:
@@ -338,8 +344,10 @@ class PaperSession:
             else:
                 reconciled = self._reconcile(row, last)
             controls = self._book(row, date, last, reconciled)
-            # on the data's last row too: settled when its bar comes
-            self._submit(date, self._decide(row, date, reconciled.after, controls))
+            plan = self._decide(row, date, reconciled.after, controls)  # the last row too: settled when its bar comes
+            if plan.probe_cut is not None and (cut := plan.probe_cut * plan.active * (plan.buy_scale > 0)).any():
+                self.ledger.record_event(date, "probe", probe_note(self.symbols, cut))
+            self._submit(date, plan)
 
     def _book(self, row: int, date: str, last: str | None, reconciled: Reconciled) -> DayControls:
         """Step 2: record the day's fills, closed trades, controls, day figures and positions; returns the

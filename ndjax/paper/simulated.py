@@ -48,7 +48,7 @@ class SimulatedBroker(Broker):
 
     def __init__(self, arrays: MarketArrays, dates: np.ndarray, symbols: Sequence[str], params: MarketParams):
         self.arrays, self.dates, self.symbols = arrays, dates, tuple(symbols)
-        self.params = params.replace(fill="hard", probe_notional=None)  # probe caps are applied when sizing
+        self.params = params.replace(fill="hard", probe_notional=None, probe_max_outlay=None)  # capped when sizing
         self.index = {s: i for i, s in enumerate(self.symbols)}
         self._book = Book(cash=0.0, positions={})
         self._orders: dict[str, Order] = {}

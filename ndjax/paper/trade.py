@@ -82,6 +82,8 @@ def paper_trade(session: PaperSession, *, start: Any = None, through: Any = None
     recorded = session.replay(start, through, progress)
     text = None
     if len(session.ledger.days()) >= 2:
-        text, _ = write_paper_report(session.ledger, session.out, session.market.periods_per_year, rows=rows)
+        probe = session.config
+        text, _ = write_paper_report(session.ledger, session.out, session.market.periods_per_year, rows=rows,
+                                     probe=(probe.probe_notional, probe.probe_max_outlay) if probe.probing else None)
     session.ledger.check_progress(session.market.dates, bool(session.market.is_crypto.any()), through, recorded)
     return PaperResult(recorded=recorded, last_date=session.ledger.last_date(), text=text, out=session.out)

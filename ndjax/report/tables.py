@@ -137,11 +137,12 @@ def format_plan(plan: Mapping[str, Any]) -> str:
 
 def evaluation_sections(*, step: int, score: float, dates: Sequence[Any], start_date: Any, cash: float,
                         symbols: Sequence[Mapping[str, Any]], policy: PathStats, lag2: PathStats, lag_flagged: bool,
-                        lag_reasons: Sequence[str], variants: Mapping[str, tuple[str, PathStats]]
-                        ) -> tuple[list[str], list[str]]:
+                        lag_reasons: Sequence[str], variants: Mapping[str, tuple[str, PathStats]],
+                        bindings: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[list[str], list[str]]:
     """The title lines and the sections of an evaluation report (`runs.evaluate.Evaluation`'s figures): the
     per-symbol table, the lag check (policy `PathStats` at lag 1 and 2, and its verdict) and each variant (its label
-    and stats beside the policy's). `dates (T,)` the bars simulated, the book flat at the close of `start_date`."""
+    and stats beside the policy's, and how often its cap bound, from
+    `bindings`). `dates (T,)` the bars simulated, the book flat at the close of `start_date`."""
     title = [f"Policy (checkpoint of step {step}, validation score {score:.3f})",
              f"Period {dates[0]} .. {dates[-1]} ({len(dates)} bars), hard fills, starting flat with {cash:g} "
              f"at the close of {start_date}"]
@@ -154,4 +155,10 @@ def evaluation_sections(*, step: int, score: float, dates: Sequence[Any], start_
         change = (float(stats.total_return) - float(policy.total_return)) * 100
         sections += ["", "-" * 72, f"Policy, {label}", "", format_comparison({"normal": policy, name: stats}),
                      f"{name} changes the net PnL by {change:+.2f} percentage points"]
+        bound = (bindings or {}).get(name)
+        if bound is not None:
+            before, after = bound["traded_notional"]
+            sections.append(f"{name} mode bound on {bound['steps']} of {len(dates)} days ({bound['asset_steps']} "
+                            f"symbol-days), cutting {bound['outlay_cut']:.4g} of buy outlay; traded notional "
+                            f"{before:.4g} -> {after:.4g}")
     return title, sections

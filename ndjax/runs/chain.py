@@ -17,10 +17,10 @@ from ndjax.dynamics import StepInfo
 from ndjax.errors import ConfigError
 
 SCALED = ("equity", "prev_equity", "cash", "leverage_cost", "fees", "traded_notional", "forced_notional",
-          "buy_order_qty", "sell_order_qty", "buy_qty", "sell_qty", "forced_qty", "inventory")
+          "buy_order_qty", "sell_order_qty", "buy_qty", "sell_qty", "forced_qty", "inventory", "probe_cut")
 """`StepInfo` fields in units of money (or of units of an asset, which scale with the money)."""
 PER_ASSET = ("buy_fill", "sell_fill", "buy_order_qty", "sell_order_qty", "buy_qty", "sell_qty", "forced_qty",
-             "inventory")
+             "inventory", "probe_cut")
 
 
 def chain_paths(pieces: Sequence[tuple[Sequence[str], StepInfo]]) -> tuple[tuple[str, ...], StepInfo]:
@@ -30,7 +30,8 @@ def chain_paths(pieces: Sequence[tuple[Sequence[str], StepInfo]]) -> tuple[tuple
         raise ConfigError("chain_paths: no paths to chain")
     union = tuple(sorted({s for symbols, _ in pieces for s in symbols}))
     col = {s: i for i, s in enumerate(union)}
-    parts: dict[str, list[np.ndarray]] = {f: [] for f in StepInfo.__dataclass_fields__}
+    parts: dict[str, list[np.ndarray]] = {f: [] for f in StepInfo.__dataclass_fields__
+                                           if all(getattr(info, f) is not None for _, info in pieces)}
     level = None
     for symbols, info in pieces:
         first = float(np.asarray(info.prev_equity)[0])

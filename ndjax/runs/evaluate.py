@@ -22,15 +22,16 @@ from ndjax.dynamics import Action, Bar, MarketParams, StepInfo, execution_prices
 from ndjax.errors import ConfigError
 from ndjax.metrics import PathStats, summary
 from ndjax.oracle import run_oracle, truth_rows
-from ndjax.probe import empty_memory, remember_bar
+from ndjax.probe import binding, empty_memory, remember_bar
 from ndjax.report.tables import evaluation_sections
 from ndjax.report.writers import write_period_report, write_rows
 from ndjax.runs.folder import Run, RunError, check_equity, load_market, run_arrays
 from ndjax.sim import simulate_policy_jit
 
 VARIANTS = {
-    "probe": ("probe mode: buys capped at {probe_notional:g} of equity after losing trades",
-              lambda o: dict(probe=True, probe_notional=o["probe_notional"])),
+    "probe": ("probe mode: after losing trades a symbol's buy outlay capped at {probe_notional:g} of equity, "
+              "absolute cap {probe_max_outlay}", lambda o: dict(probe=True, probe_notional=o["probe_notional"],
+                                                   probe_max_outlay=o.get("probe_max_outlay"))),
     "realistic": ("realistic: gap fills at the open, participation cap {participation:g} of volume, debit interest",
                   lambda o: dict(gap_fill=True, participation_cap=o["participation"], interest="debit")),
 }
@@ -205,7 +206,8 @@ def period_rows(run: Run, dates: np.ndarray, start: Any = None, end: Any = None,
 class Evaluation:
     """What `evaluate` simulated: the held-out paths over rows `[start_row, stop_row)` of the market (`dates (T,)`
     the bars simulated, `start_date` the close the book starts flat at with `cash`), the policy's stats at lag 1 and
-    lag 2 with the lag check's verdict, each variant's label and stats, and the per-symbol rows."""
+    lag 2 with the lag check's verdict, each variant's label and stats, the per-symbol rows, and how often a
+    variant's cap bound (`probe.binding`, with the traded notional before and after)."""
 
     held_out: HeldOut
     dates: np.ndarray
@@ -220,6 +222,7 @@ class Evaluation:
     lag_reasons: list[str]
     variants: dict[str, tuple[str, PathStats]]
     symbols: list[dict[str, Any]]
+    bindings: dict[str, dict[str, Any]]
 
 
 def evaluate(run: Run, *, data_dir: str | None = None, symbols: Any = None, start: Any = None, end: Any = None,
@@ -257,14 +260,18 @@ def evaluate(run: Run, *, data_dir: str | None = None, symbols: Any = None, star
     rows = per_symbol(result.paths["policy"], result.actions, np.asarray(arrays.close[lo:hi]), market.is_crypto,
                       float(hp.maker_fee), market.symbols, float(hp.liquidation_slippage),
                       execution=execution_prices(mp, result.actions, result.bars))
-    done = {}
+    done, bindings = {}, {}
     for name, options in (variants or {}).items():
         label, overrides = VARIANTS[name]
+        options = {"probe_max_outlay": None, **options} if name == "probe" else options  # absent: no absolute cap
         _, infos = simulate_run(run, arrays, lo, hi, initial_cash=cash, **overrides(options))
-        done[name] = (label.format(**options), summary(infos, P))
+        done[name] = (label.format(**{k: "none" if v is None else v for k, v in options.items()}), summary(infos, P))
+        if name == "probe":
+            traded = [float(np.asarray(x.traded_notional).sum()) for x in (result.paths["policy"], infos)]
+            bindings[name] = {**binding(infos.probe_cut), "traded_notional": traded}
     return Evaluation(held_out=result, dates=market.dates[lo + 1: hi], start_date=market.dates[lo], start_row=lo,
                       stop_row=hi, cash=cash, periods_per_year=P, policy=policy, lag2=lag2, lag_flagged=flagged,
-                      lag_reasons=reasons, variants=done, symbols=rows)
+                      lag_reasons=reasons, variants=done, symbols=rows, bindings=bindings)
 
 
 def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symbols: Any = None,
@@ -282,10 +289,12 @@ def evaluate_run(run: Run, out: str | Path, *, data_dir: str | None = None, symb
     title, sections = evaluation_sections(
         step=run.step, score=float(run.checkpoint_meta.get("score", np.nan)), dates=ev.dates,
         start_date=ev.start_date, cash=ev.cash, symbols=ev.symbols, policy=ev.policy, lag2=ev.lag2,
-        lag_flagged=ev.lag_flagged, lag_reasons=ev.lag_reasons, variants=ev.variants)
+        lag_flagged=ev.lag_flagged, lag_reasons=ev.lag_reasons, variants=ev.variants,
+        bindings=ev.bindings)
     extra = {"policy_lag2": ev.lag2, **{name: stats for name, (_, stats) in ev.variants.items()}}
     summary_extra = {"start_row": ev.start_row, "stop_row": ev.stop_row, "checkpoint_step": run.step,
-                     "lag_check": {"flagged": ev.lag_flagged, "reasons": ev.lag_reasons}, "symbols": ev.symbols}
+                     "lag_check": {"flagged": ev.lag_flagged, "reasons": ev.lag_reasons}, "symbols": ev.symbols,
+                     **{f"{name}_binding": bound for name, bound in ev.bindings.items()}}
     out = Path(out)
     text, stats = write_period_report(out, "evaluate", title, ev.dates, ev.held_out.paths, ev.periods_per_year,
                                       rows=rows, extra_sections=sections, extra_stats=extra,

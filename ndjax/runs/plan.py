@@ -114,6 +114,7 @@ class OrderPlan:
     skipped: tuple[dict[str, str], ...]
     run: str
     checkpoint_step: int
+    probe_cut: np.ndarray | None = None  # (N,) buy outlay probe mode's cap removed (None: probe mode off)
 
     def scaled(self, buy_scale: float) -> OrderPlan:
         """This decision with every buy scaled by `buy_scale` in [0, 1] and rounded down again."""
@@ -140,7 +141,7 @@ class OrderPlan:
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain values (plan.json, the printed plan): the figures, the orders and the skipped."""
         arrays = {"symbols", "is_crypto", "active", "mark", "buy_price", "sell_price", "buy_frac", "sell_frac",
-                  "sized_buy", "unit", "buy_qty", "sell_qty"}
+                  "sized_buy", "unit", "buy_qty", "sell_qty", "probe_cut"}
         out = {}
         for name in (f.name for f in dataclasses.fields(self) if f.name not in arrays):
             if name == "skipped":
@@ -153,15 +154,16 @@ def make_plan(run: Run, market: MarketData, arrays: MarketArrays, *, cash: float
               quantities: Mapping[str, float] | None = None, row: int | None = None,
               max_stale_days: float = 5.0, share_unit: float = 1e-6, crypto_unit: float = 1e-8,
               memory: ProbeState | None = None, probe_notional: float | None = None,
-              buy_scale: float = 1.0) -> OrderPlan:
+              probe_max_outlay: float | None = None, buy_scale: float = 1.0) -> OrderPlan:
     """The `OrderPlan` for the bar after row `row` (default: the last row) from the run's policy and a book of
     `cash` and `quantities` (units by symbol) marked at the row's closes.
 
     Sizing is `dynamics.size_orders` (the transition's steps 1-2: the next bar's interest, then all buys from one
     pool of excess equity) with `tradable` = the assets whose market is open on the next bar and that have a bar
     within `max_stale_days` calendar days; the others are listed under `skipped` with a reason. With
-    `probe_notional` and the trade `memory` (per symbol, in the run's order), probe mode caps buys after losing
-    trades; `buy_scale` in [0, 1] scales every buy (see `OrderPlan.scaled`).
+    `probe_notional` and/or `probe_max_outlay` and the trade `memory` (per symbol, in the run's order), probe mode
+    caps buys after losing trades (`probe_cut`: the outlay it removed); `buy_scale` in [0, 1] scales every buy (see
+    `OrderPlan.scaled`).
     Quantities are rounded down to `share_unit` (stocks; 1 = whole shares) and `crypto_unit`.
     """
     T = market.n_days
@@ -212,7 +214,8 @@ def make_plan(run: Run, market: MarketData, arrays: MarketArrays, *, cash: float
     state = PortfolioState(cash=jnp.asarray(cash, mark.dtype), inventory=jnp.asarray(q, mark.dtype), mark=mark,
                            probe=None if memory is None else jax.tree_util.tree_map(
                                lambda x: jnp.asarray(x, mark.dtype), memory))
-    mp = run.config.market_params("hard", is_crypto=is_crypto).replace(probe_notional=probe_notional)
+    mp = run.config.market_params("hard", is_crypto=is_crypto).replace(probe_notional=probe_notional,
+                                                                     probe_max_outlay=probe_max_outlay)
     action, sizes = _decide(run.graphdef, run.params, feats, valid, state, mp, jnp.asarray(active, mark.dtype),
                             jnp.asarray(days, mark.dtype))
     hp = run.config.hparams
@@ -238,6 +241,7 @@ def make_plan(run: Run, market: MarketData, arrays: MarketArrays, *, cash: float
         maintenance_requirement=float(maintenance_requirement(mp, value[~is_crypto].sum(), value[is_crypto].sum())),
         maker_fee=f, stock_max_leverage=ls, crypto_max_leverage=lc, maintenance_margin=mm,
         positions={s: float(x) for s, x in zip(symbols, q) if x > 0}, run=str(run.path), checkpoint_step=run.step,
+        probe_cut=None if memory is None else np.asarray(sizes.probe_cut, np.float64),
     )
     return plan.scaled(buy_scale)
 
