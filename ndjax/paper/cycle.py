@@ -16,7 +16,6 @@ date) through an end date, on history as if live; the report is written after th
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from ndjax.paper.controls import Controls, buy_scale, drawdown, halts, next_ramp
 from ndjax.paper.ledger import Ledger, LedgerError
 from ndjax.paper.postings import reconcile_postings
 from ndjax.probe import remember_bar
-from ndjax.runs.folder import Run, run_arrays
+from ndjax.runs.folder import Run, content_hash, run_arrays
 from ndjax.runs.plan import OrderPlan, make_plan
 
 POSITION_TOLERANCE = 1e-6
@@ -104,14 +103,6 @@ class DayControls:
 
 def _float64(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree)
-
-
-def content_hash(run: Run) -> str:
-    """A short hash of the model's parameters: the same bytes, the same model."""
-    h = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves(run.params):
-        h.update(np.asarray(leaf).tobytes())
-    return h.hexdigest()[:16]
 
 
 class PaperSession:

@@ -10,11 +10,11 @@ from typing import Any
 
 from ndjax.data.market import MarketData
 from ndjax.paper.broker import Broker
-from ndjax.paper.cycle import PaperConfig, PaperSession, content_hash
+from ndjax.paper.cycle import PaperConfig, PaperSession
 from ndjax.paper.ledger import Ledger, LedgerError, LedgerIdentity
 from ndjax.paper.report import write_paper_report
 from ndjax.paper.simulated import SimulatedBroker
-from ndjax.runs.folder import RunError, load_market, load_run, run_arrays
+from ndjax.runs.folder import RunError, content_hash, load_market, load_run, run_arrays
 
 
 @dataclass(frozen=True)

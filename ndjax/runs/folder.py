@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -213,3 +215,11 @@ def restore_params(run_dir: str | Path, cfg: TrainConfig) -> Any:
     if run.config.train.policy != cfg.policy:
         raise RunError(f"{run_dir}: its policy {run.config.train.policy} differs from this run's {cfg.policy}")
     return run.params
+
+
+def content_hash(run: Run) -> str:
+    """A short hash of the model's parameters: the same bytes, the same model."""
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(run.params):
+        h.update(np.asarray(leaf).tobytes())
+    return h.hexdigest()[:16]
