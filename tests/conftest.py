@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+import jax
 import pytest
 
 from ndjax.data.source import MarketSource
 from ndjax.policy import PolicyConfig
 from ndjax.runs.job import JobSpec, train_job
 from ndjax.train.config import TrainConfig
+
+_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="ndjax-tests-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE  # for the scripts the tests run as subprocesses
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    jax.config.update("jax_compilation_cache_dir", _CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+"""One XLA compilation cache per test session (fresh, deleted at the end; subprocesses share it): a program compiled
+again with the same HLO (every `train_job` of `TINY_JOB`, each test's own `jax.jit(trainer.train)`) is loaded, not
+recompiled. It changes no traced or compiled program, only whether XLA's output is built or read back."""
 
 TINY_JOB = JobSpec(source=MarketSource(synthetic_days=200),
                    train=TrainConfig(policy=PolicyConfig(lookback=8, d_model=8, hidden=16, n_heads=2,
@@ -25,3 +41,8 @@ def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
     train_job(TINY_JOB, out, rows=False, progress=False)
     return out
+
+
+def pytest_unconfigure(config) -> None:
+    if _CACHE is not None:
+        shutil.rmtree(_CACHE, ignore_errors=True)
