@@ -19,13 +19,19 @@ DateLike = str | date | datetime | np.datetime64 | pd.Timestamp
 
 
 @functools.lru_cache(maxsize=8)
-def _xnys_sessions(first_year: int, last_year: int) -> np.ndarray:
+def xnys_calendar(first_year: int, last_year: int) -> Any:
+    """exchange-calendars' XNYS calendar from January 1 of `first_year` to December 31 of `last_year`, cached: the
+    one place the schedule is built (sessions here, session closes in `feeds.final`)."""
     import exchange_calendars as xcals
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas deprecation noise from inside exchange_calendars
-        cal = xcals.get_calendar("XNYS", start=f"{first_year}-01-01", end=f"{last_year}-12-31")
-    return cal.sessions.values.astype("datetime64[D]")
+        return xcals.get_calendar("XNYS", start=f"{first_year}-01-01", end=f"{last_year}-12-31")
+
+
+@functools.lru_cache(maxsize=8)
+def _xnys_sessions(first_year: int, last_year: int) -> np.ndarray:
+    return xnys_calendar(first_year, last_year).sessions.values.astype("datetime64[D]")
 
 
 def xnys_sessions(first: np.datetime64, last: np.datetime64) -> np.ndarray:

@@ -5,11 +5,12 @@ bar opened: midnight UTC for Alpaca's bars since 2025, midnight Chicago before) 
 from __future__ import annotations
 
 import functools
-import warnings
 from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+
+from ndjax.data.calendar import xnys_calendar
 
 DEFAULT_SETTLE = timedelta(minutes=30)
 """Wait after the close before a bar counts as final: late prints and the closing auction are in, and Alpaca's
@@ -18,11 +19,7 @@ SIP data is no longer "recent" (its free plan refuses the latest 15 minutes)."""
 
 @functools.lru_cache(maxsize=4)
 def _xnys_closes(last_year: int) -> pd.Series:
-    import exchange_calendars as xcals
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandas deprecation noise from inside exchange_calendars
-        cal = xcals.get_calendar("XNYS", start="1990-01-01", end=f"{last_year}-12-31")
+    cal = xnys_calendar(1990, last_year)
     closes = pd.DatetimeIndex(cal.schedule["close"]).tz_convert("UTC")
     return pd.Series(closes, index=cal.schedule.index.to_numpy().astype("datetime64[D]"))
 
