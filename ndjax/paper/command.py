@@ -20,7 +20,7 @@ from ndjax.probe import PROBE_FRACTION, PROBE_MAX_OUTLAY, parse_max_outlay
 USAGE = """Paper trading on a ledger: replay history as if live with the simulated broker, or run the day's cycle
 against Alpaca's paper (or, with --live, real) account.
 
-    python experiments/paper.py --run runs/NAME --data-dir ../shared/data/daily --ledger paper/book.db \\
+    python experiments/paper.py --run runs/NAME --data-dir DATA --ledger paper/book.db \\
         --broker sim --equity 25000 --start 2025-07-01 --through 2025-10-01 --new
     python experiments/paper.py --run runs/NAME --ledger paper/book.db --broker sim --through 2025-11-01   # continue
     python experiments/paper.py --run runs/NAME --ledger paper/book.db --resume-buys                       # lift a halt
