@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ndjax.data.calendar import CRYPTO_PERIODS_PER_YEAR, STOCK_PERIODS_PER_YEAR
+from ndjax.data.calendar import asset_periods_per_year
 from ndjax.data.features import vol_forecast
 from ndjax.data.market import MarketData
 from ndjax.dynamics import Action, Bar, MarketParams, StepInfo, init_state
@@ -55,14 +55,14 @@ def annual_vol(market: MarketData) -> np.ndarray:
     """Annualised EWMA vol forecasts `(T, N)` made at each row's close from bars at or before it (NaN before an
     asset's first bar)."""
     out = np.full(market.close.shape, np.nan)
+    per_year = asset_periods_per_year(market.is_crypto)
     for j in range(market.n_assets):
         idx, pos = _own_rows(market, j)
         if idx.size == 0:
             continue
         c = market.close[idx, j].astype(np.float64)
         sigma = vol_forecast(np.r_[0.0, np.diff(np.log(c))])
-        per_year = CRYPTO_PERIODS_PER_YEAR if market.is_crypto[j] else STOCK_PERIODS_PER_YEAR
-        out[:, j] = np.where(pos >= 0, sigma[pos.clip(min=0)] * np.sqrt(per_year), np.nan)
+        out[:, j] = np.where(pos >= 0, sigma[pos.clip(min=0)] * np.sqrt(per_year[j]), np.nan)
     return out
 
 

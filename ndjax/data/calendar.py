@@ -68,6 +68,11 @@ def calendar_fields(dates: np.ndarray, any_crypto: bool) -> tuple[np.ndarray, np
     return next_session_days, is_xnys_session(following).astype(np.float64)
 
 
+def asset_periods_per_year(is_crypto: Any) -> np.ndarray:
+    """Bars per year of each asset, `(N,)`: 365 for crypto, 252 for a stock (what annualises its own returns)."""
+    return np.where(np.asarray(is_crypto, bool), CRYPTO_PERIODS_PER_YEAR, STOCK_PERIODS_PER_YEAR)
+
+
 def periods_per_year(is_crypto: Any) -> int:
     """Bars per year of a book: 252 for stocks only, 365 when any asset is crypto (it trades every day).
     `is_crypto (N,)`."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ndjax.data.calendar import CRYPTO_PERIODS_PER_YEAR, STOCK_PERIODS_PER_YEAR
+from ndjax.data.calendar import asset_periods_per_year
 from ndjax.data.market import MarketData
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -101,22 +101,21 @@ def _asset_features(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Own-bar features `(n, len(_OWN_BAR_FEATURES))` for one asset's own bar sequence of length n."""
     n = c.size
     out = np.zeros((n, len(_OWN_BAR_FEATURES)))
+    col = {name: k for k, name in enumerate(_OWN_BAR_FEATURES)}
     logc = np.log(c)
     logret = np.r_[0.0, np.diff(logc)]
     sigma = vol_forecast(logret)
     before = np.r_[sigma[0], sigma[:-1]]  # the forecast each bar was made with
-    for k, lag in enumerate(_RETURN_LAGS + _REGIME_LAGS):
+    for lag in _RETURN_LAGS + _REGIME_LAGS:
         if n > lag:
-            col = k if k < len(_RETURN_LAGS) else k + 2  # after log_vol and range_z
-            out[lag:, col] = (logc[lag:] - logc[:-lag]) / (before[lag:] * np.sqrt(lag))
-    out[:, 3] = np.log(sigma)
-    out[:, 4] = (h - lo) / c / before
-    out[:, 8] = (logc - _trailing_max(logc, YEAR_BARS)) / (before * np.sqrt(YEAR_BARS))
+            out[lag:, col[f"z_{lag}"]] = (logc[lag:] - logc[:-lag]) / (before[lag:] * np.sqrt(lag))
+    out[:, col["log_vol"]] = np.log(sigma)
+    out[:, col["range_z"]] = (h - lo) / c / before
+    out[:, col["drawdown_250"]] = (logc - _trailing_max(logc, YEAR_BARS)) / (before * np.sqrt(YEAR_BARS))
     seen = np.minimum(np.arange(n), YEAR_BARS)  # returns inside the last YEAR_BARS bars (none at bar 0)
     sq = np.cumsum(logret**2)
     long_run = np.sqrt((sq - np.r_[np.zeros(YEAR_BARS), sq[:-YEAR_BARS]][:n]) / np.maximum(seen, 1))
-    ready = seen >= EWMA_WARMUP
-    out[:, 9] = np.where(ready, np.log(sigma / np.maximum(long_run, MIN_VOL)), 0.0)
+    out[:, col["vol_ratio"]] = np.where(seen >= EWMA_WARMUP, np.log(sigma / np.maximum(long_run, MIN_VOL)), 0.0)
     return out
 
 
@@ -144,8 +143,9 @@ def compute_features(market: MarketData, names: Sequence[str] = FEATURE_NAMES) -
         "stock_tradable_next": market.stock_tradable_next[:, None],
         "next_session_days": ((market.next_session_days - 1.0) / 3.0)[:, None],
         "tradable": market.tradable,
-        ANNUAL_VOL: np.where(np.maximum.accumulate(market.tradable > 0, axis=0), own[:, :, 3] + 0.5 * np.log(
-            np.where(market.is_crypto, CRYPTO_PERIODS_PER_YEAR, STOCK_PERIODS_PER_YEAR))[None, :], 0.0),
+        ANNUAL_VOL: np.where(np.maximum.accumulate(market.tradable > 0, axis=0),
+                             own[:, :, _OWN_BAR_FEATURES.index("log_vol")]
+                             + 0.5 * np.log(asset_periods_per_year(market.is_crypto))[None, :], 0.0),
     }
     feats = np.zeros((t, n, len(names)))
     for k, name in enumerate(names):
