@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from ndjax.errors import ConfigError
@@ -25,7 +24,7 @@ from ndjax.market_rules import (  # noqa: F401 - re-exported: the rules are impo
     INTEREST_MODES,
     MarketParams,
 )
-from ndjax.probe import ProbeState, cap_probing_buys, empty_memory, remember_bar
+from ndjax.probe import ProbeState, array_module, cap_probing_buys, empty_memory, remember_bar
 
 BUST_LEVERAGE = 1e3
 """Leverage reported for an account whose end-of-bar equity is <= 0 while it holds assets."""
@@ -163,11 +162,6 @@ def initial_margin_rates(params: MarketParams) -> jax.Array:
     return jnp.where(crypto, 1 / jnp.asarray(params.crypto_max_leverage), 1 / jnp.asarray(params.stock_max_leverage))
 
 
-def _host_or_device(*xs: Any) -> Any:
-    """`jnp` when any argument is a JAX array (or tracer), else `np`: host figures stay float64."""
-    return jnp if any(isinstance(x, jax.Array) for x in xs) else np
-
-
 def class_values(params: MarketParams, value: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Stock and crypto value `(...)` each, of per-asset values `(..., N)`."""
     crypto = jnp.asarray(params.is_crypto, dtype=bool)
@@ -177,7 +171,7 @@ def class_values(params: MarketParams, value: jax.Array) -> tuple[jax.Array, jax
 def initial_requirement(margin_rate: jax.Array, value: jax.Array) -> jax.Array:
     """The initial margin requirement `IM = sum m v (...)` of per-asset values `(..., N)` at rates `(N,)`
     (`initial_margin_rates`; values may be weights, giving the requirement as a fraction of equity)."""
-    return _host_or_device(margin_rate, value).sum(margin_rate * value, axis=-1)
+    return array_module(margin_rate, value).sum(margin_rate * value, axis=-1)
 
 
 def maintenance_requirement(params: MarketParams, stock_value: jax.Array, crypto_value: jax.Array) -> jax.Array:
@@ -187,7 +181,7 @@ def maintenance_requirement(params: MarketParams, stock_value: jax.Array, crypto
 
 def excess_pool(equity: jax.Array, requirement: jax.Array) -> jax.Array:
     """The pool of excess equity every buy is sized from, `X = max(E - IM, 0) (...)`."""
-    return _host_or_device(equity, requirement).maximum(equity - requirement, 0.0)
+    return array_module(equity, requirement).maximum(equity - requirement, 0.0)
 
 
 def pool_use(value: jax.Array, margin_rate: jax.Array, maker_fee: jax.Array) -> jax.Array:
@@ -198,7 +192,7 @@ def pool_use(value: jax.Array, margin_rate: jax.Array, maker_fee: jax.Array) -> 
 def buy_fractions(params: MarketParams, buy_qty: jax.Array, buy_price: jax.Array, excess: jax.Array) -> jax.Array:
     """The inverse of sizing: the `Action.buy_frac (..., N)` whose sizing from the pool `excess (...)` buys
     `buy_qty` units at `buy_price (..., N)`, `(m + f) q p / X` (0 where the pool is empty)."""
-    xp = _host_or_device(buy_qty, buy_price, excess)
+    xp = array_module(buy_qty, buy_price, excess)
     dtype = xp.asarray(buy_price).dtype
     used = pool_use(buy_qty * buy_price, xp.asarray(initial_margin_rates(params), dtype=dtype),
                     xp.asarray(params.maker_fee, dtype=dtype))
@@ -209,7 +203,7 @@ def buy_fractions(params: MarketParams, buy_qty: jax.Array, buy_price: jax.Array
 def sell_fractions(sell_qty: jax.Array, inventory: jax.Array) -> jax.Array:
     """The inverse of a sale's sizing: the `Action.sell_frac (..., N)` that sells `sell_qty` of `inventory`
     (capped at 1; 0 where nothing is held)."""
-    xp = _host_or_device(sell_qty, inventory)
+    xp = array_module(sell_qty, inventory)
     held = inventory > 0
     return xp.where(held, xp.minimum(sell_qty / xp.where(held, inventory, 1.0), 1.0), 0.0)
 

@@ -61,7 +61,7 @@ def parse_max_outlay(text: str) -> float | None:
     return value
 
 
-def _xp(*xs: Any) -> Any:
+def array_module(*xs: Any) -> Any:
     """`jnp` when any argument (or a leaf of one) is a JAX array or tracer, else `np` (host figures stay float64)."""
     return jnp if any(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(xs)) else np
 
@@ -69,7 +69,7 @@ def _xp(*xs: Any) -> Any:
 def probe_cap(equity: Any, fraction: Any = PROBE_FRACTION, max_outlay: Any = PROBE_MAX_OUTLAY) -> Any:
     """The most a probing asset's buy may spend (fee included), `(...)`: `min(fraction * max(equity, 0),
     max_outlay)`; either cap may be None (not applied; both None: no cap, `inf`)."""
-    xp = _xp(equity, fraction, max_outlay)
+    xp = array_module(equity, fraction, max_outlay)
     cap = xp.full_like(xp.asarray(equity), xp.inf) if fraction is None else fraction * xp.maximum(equity, 0)
     return cap if max_outlay is None else xp.minimum(cap, max_outlay)
 
@@ -78,7 +78,7 @@ def cap_probing_buys(memory: ProbeState, outlay: Any, equity: Any, fraction: Any
                      max_outlay: Any = PROBE_MAX_OUTLAY) -> tuple[Any, Any]:
     """Probe mode's rule: the buy `outlay (..., N)` of each probing asset capped at `probe_cap(equity (...))`.
     Returns `(capped outlay, cut)`, `cut (..., N)` the outlay the cap removed (0 where it did not bind)."""
-    xp = _xp(memory, outlay, equity, fraction, max_outlay)
+    xp = array_module(memory, outlay, equity, fraction, max_outlay)
     cap = probe_cap(equity, fraction, max_outlay)[..., None]
     capped = xp.where(probing(memory), xp.minimum(outlay, cap), outlay)
     return capped, outlay - capped
@@ -92,7 +92,7 @@ def remember_trades(memory: ProbeState, held: jax.Array, bought: jax.Array, sold
     NumPy inputs stay NumPy (float64 bookkeeping on the host: the ledger, per-symbol attribution); any JAX array
     (or tracer) among them makes it JAX.
     """
-    xp = _xp(memory, held, bought, sold, buy_px, sell_px, f, held_after)
+    xp = array_module(memory, held, bought, sold, buy_px, sell_px, f, held_after)
     closing = sold > 0
     has_basis = memory.cost_basis > 0
     closed = xp.where(has_basis, sell_px * (1 - f) / xp.where(has_basis, memory.cost_basis, 1.0) - 1, 0.0)

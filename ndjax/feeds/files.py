@@ -25,6 +25,11 @@ def csv_path(folder: Path, symbol: str) -> Path:
     return folder / f"{symbol}.csv"
 
 
+def folder_symbols(folder: Path) -> list[str]:
+    """The symbols of a folder's CSV files, sorted (every file, whatever its state)."""
+    return sorted(p.stem for p in Path(folder).glob("*.csv"))
+
+
 def read_bars(folder: Path, symbol: str) -> pd.DataFrame:
     """The bars of `symbol`'s CSV as a bar frame (`opened` left empty), or no rows if there is no file. A file
     not in fetch's format (columns `date,open,high,low,close,volume`, ISO dates) raises `FeedError`: fetch does

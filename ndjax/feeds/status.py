@@ -17,10 +17,10 @@ import numpy as np
 
 from ndjax.assets import is_crypto_symbol
 from ndjax.feeds.bars import FeedError
-from ndjax.feeds.files import read_bars
+from ndjax.feeds.files import folder_symbols, read_bars
 from ndjax.feeds.final import DEFAULT_SETTLE, final_through, session_closes, utc
-from ndjax.paper.broker import TERMINAL_STATUSES
 from ndjax.paper.controls import still_halted
+from ndjax.paper.ledger import OPEN_ORDERS
 
 STALE_SESSIONS = 1
 """Cycle days that may be due and not yet run before the loop counts as stale."""
@@ -39,10 +39,9 @@ def ledger_summary(path: str | Path) -> dict[str, Any] | None:
             day = conn.execute("SELECT * FROM account_days ORDER BY date DESC LIMIT 1").fetchone()
             if day is None:
                 return None
-            terminal = ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES))
             orders = [dict(r) for r in conn.execute(
-                f"SELECT client_id, symbol, side, quantity, limit_price, status FROM orders WHERE status NOT IN "
-                f"({terminal}) ORDER BY client_id")]
+                f"SELECT client_id, symbol, side, quantity, limit_price, status FROM orders WHERE {OPEN_ORDERS} "
+                "ORDER BY client_id")]
             held = {r["symbol"]: r["quantity"] for r in conn.execute(
                 "SELECT symbol, quantity FROM positions WHERE date = ?", (day["date"],)) if r["quantity"]}
             champion = conn.execute("SELECT * FROM models WHERE decision = 'promoted' ORDER BY id DESC LIMIT 1"
@@ -88,7 +87,7 @@ def loop_status(ledger: str | Path, folder: str | Path, symbols: Sequence[str] |
                 settle: timedelta = DEFAULT_SETTLE, stale_after: int = STALE_SESSIONS) -> tuple[str, bool]:
     """The status text and whether the loop is stale (no ledger, or more than `stale_after` cycle days due)."""
     folder = Path(folder)
-    symbols = list(symbols) if symbols else sorted(p.stem for p in folder.glob("*.csv"))
+    symbols = list(symbols) if symbols else folder_symbols(folder)
     now = utc(now)
     summary = ledger_summary(ledger)
     through = cycle_day(symbols, now, settle)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ndjax.assets import is_crypto_symbol
 from ndjax.feeds.bars import PRICES, BarFeed, FeedError, check_bars
-from ndjax.feeds.files import append_log, folder_lock, read_bars, remove_leftovers, write_bars
+from ndjax.feeds.files import append_log, folder_lock, folder_symbols, read_bars, remove_leftovers, write_bars
 from ndjax.feeds.final import DEFAULT_SETTLE, final_mask, final_through, utc
 
 REFETCH = 5
@@ -135,7 +135,7 @@ def update_folder(folder: str | Path, symbols: Sequence[str] | None, feed: BarFe
     folder.mkdir(parents=True, exist_ok=True)
     now = utc(now if now is not None else datetime.now(UTC))
     if symbols is None:
-        symbols = sorted(p.stem for p in folder.glob("*.csv"))
+        symbols = folder_symbols(folder)
         if not symbols:
             raise FeedError(f"{folder}: no CSV files to update; name the symbols")
     results = []

@@ -55,7 +55,7 @@ SCHEMA = {
     "closed_trades": "id INTEGER PRIMARY KEY, date TEXT NOT NULL, symbol TEXT NOT NULL, return REAL NOT NULL",
     "events": "id INTEGER PRIMARY KEY, date TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL",
 }
-_OPEN = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES)) + ")"
+OPEN_ORDERS = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES)) + ")"
 
 
 class LedgerError(NdjaxError):
@@ -290,7 +290,7 @@ class Ledger:
             where.append("date = ?")
             args.append(date)
         if open_only:
-            where.append(_OPEN)
+            where.append(OPEN_ORDERS)
         sql = "SELECT * FROM orders" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY client_id"
         return [Order(r["client_id"], r["date"], r["symbol"], r["side"], r["limit_price"], r["quantity"],
                       r["asset_class"]) for r in self._rows(sql, args)]
