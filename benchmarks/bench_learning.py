@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from ndjax.train.config import HParams, TrainConfig
 
     add_fields(p.add_argument_group("market"), MarketSource, skip=CASE_FIELDS | DATA_FIELDS)
-    add_fields(p.add_argument_group("policy"), PolicyConfig, skip={"n_features"})
+    add_fields(p.add_argument_group("policy"), PolicyConfig)
     add_fields(p.add_argument_group("training"), TrainConfig, skip={"policy", "periods_per_year"})
     add_fields(p.add_argument_group("hyperparameters (traced)"), HParams)
     args = p.parse_args(argv)

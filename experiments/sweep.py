@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_fields(p.add_argument_group("market"), MarketSource)
     p.add_argument("--train-end", help="last training date (default: 60 %% of the rows)")
     p.add_argument("--val-end", help="last validation date (default: 80 %% of the rows)")
-    add_fields(p.add_argument_group("policy"), PolicyConfig, skip={"n_features"})
+    add_fields(p.add_argument_group("policy"), PolicyConfig)
     add_fields(p.add_argument_group("training"), TrainConfig, skip={"policy", "periods_per_year"})
     s = p.add_argument_group("search (traced HParams: comma list, or lo:hi for --search random)")
     add_grid_fields(s, HParams)

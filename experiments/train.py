@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     split = p.add_argument_group("date split")
     split.add_argument("--train-end", help="last training date (default: 60 %% of the rows)")
     split.add_argument("--val-end", help="last validation date (default: 80 %% of the rows); the rest is the test")
-    add_fields(p.add_argument_group("policy"), PolicyConfig, skip={"n_features"})
+    add_fields(p.add_argument_group("policy"), PolicyConfig)
     add_fields(p.add_argument_group("training"), TrainConfig, skip={"policy", "periods_per_year"})
     add_fields(p.add_argument_group("hyperparameters (traced)"), HParams)
     r = p.add_argument_group("run")

@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                    "the day before the next (the last: the data's end)")
     p.add_argument("--only", help="comma list of test years to run (a cheap screen on a subset of the folds)")
     p.add_argument("--val-days", type=int, default=180, help="calendar days of validation before each test")
-    add_fields(p.add_argument_group("policy"), PolicyConfig, skip={"n_features"})
+    add_fields(p.add_argument_group("policy"), PolicyConfig)
     add_fields(p.add_argument_group("training"), TrainConfig, skip={"policy", "periods_per_year"})
     add_fields(p.add_argument_group("hyperparameters"), HParams)
     p.set_defaults(steps=300)  # 22 yearly folds inside the 30-minute budget on 2 cores (the main job trains 400)

@@ -64,7 +64,7 @@ def calendar_fields(dates: np.ndarray, any_crypto: bool) -> tuple[np.ndarray, np
     next_session_days = (nxt - dates).astype(np.float64)
     following = np.empty_like(dates)
     following[:-1] = dates[1:]
-    following[-1] = dates[-1] + 1 if any_crypto else nxt[-1]
+    following[-1] = next_bar_day(dates, any_crypto)
     return next_session_days, is_xnys_session(following).astype(np.float64)
 
 

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ndjax.report.writers import atomic_write_text
+from ndjax.files import atomic_write_text
 from ndjax.train.checkpoints import CheckpointError, RunCheckpoints, saved_steps
 from ndjax.train.config import HParams, TrainConfig
 from ndjax.train.trainer import Trainer, TrainState
