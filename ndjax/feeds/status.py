@@ -19,8 +19,8 @@ from ndjax.assets import is_crypto_symbol
 from ndjax.feeds.bars import FeedError
 from ndjax.feeds.files import folder_symbols, read_bars
 from ndjax.feeds.final import DEFAULT_SETTLE, final_through, session_closes, utc
+from ndjax.paper.broker import OPEN_ORDERS
 from ndjax.paper.controls import still_halted
-from ndjax.paper.ledger import OPEN_ORDERS
 
 STALE_SESSIONS = 1
 """Cycle days that may be due and not yet run before the loop counts as stale."""

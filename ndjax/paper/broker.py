@@ -21,6 +21,8 @@ TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "rep
 """Order statuses that never change again (alpaca-py's `OrderStatus` values). Every other status (new, accepted,
 pending_new, partially_filled, pending_cancel, pending_replace, pending_review, accepted_for_bidding, held,
 calculated, stopped, suspended, done_for_day) is open: the order may still fill."""
+OPEN_ORDERS = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES)) + ")"
+"""The SQL condition of an open order (the ledger's `orders` table, and `--status` reading it)."""
 
 
 class BrokerError(NdjaxError):

@@ -26,7 +26,7 @@ import numpy as np
 from ndjax.data.calendar import check_reaches, row_at_or_after, to_day
 from ndjax.errors import ConfigError, NdjaxError
 from ndjax.files import FileLocked, lock, unlock
-from ndjax.paper.broker import TERMINAL_STATUSES, Book, Fill, Order, OrderStatus
+from ndjax.paper.broker import OPEN_ORDERS, Book, Fill, Order, OrderStatus
 from ndjax.paper.controls import still_halted
 from ndjax.probe import ProbeState
 
@@ -55,7 +55,6 @@ SCHEMA = {
     "closed_trades": "id INTEGER PRIMARY KEY, date TEXT NOT NULL, symbol TEXT NOT NULL, return REAL NOT NULL",
     "events": "id INTEGER PRIMARY KEY, date TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL",
 }
-OPEN_ORDERS = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES)) + ")"
 
 
 class LedgerError(NdjaxError):
