@@ -291,7 +291,8 @@ def size_orders(
     if params.probe_notional is not None or params.probe_max_outlay is not None:
         if state.probe is None:
             raise ConfigError("MarketParams.probe_*: probe mode needs trade memory: init_state(..., probe=True)")
-        outlay, cut = cap_probing_buys(state.probe, outlay, E1, params.probe_notional, params.probe_max_outlay)
+        outlay, cut = cap_probing_buys(state.probe, outlay, E1, q * p, params.probe_notional,
+                                       params.probe_max_outlay)
     return OrderSizes(
         **{f.name: getattr(night, f.name) for f in dataclasses.fields(Overnight)},
         outlay=outlay, buy_qty=outlay / (action.buy_price * (1 + f)),

@@ -35,8 +35,8 @@ class MarketParams:
     `maintenance_margin` of their value; crypto needs `1 / crypto_max_leverage` for both. A margin call
     (`margin_call=True`) force-sells at `close * (1 - liquidation_slippage)` back to the initial requirement.
     Probe mode (`probe_notional=x` and/or `probe_max_outlay=a`, a state from `init_state(..., probe=True)`):
-    after losing trades a symbol's next buy outlay is capped at `min(x * E1, a)` (`ndjax.probe.probe_cap`;
-    the defaults callers pass are `probe.PROBE_FRACTION` and `PROBE_MAX_OUTLAY`). Broker realism: `gap_fill`
+    after losing trades a symbol's position is held to `min(x * E1, a)`: its buy outlay is capped at that less
+    the value held at the last close (`ndjax.probe.cap_probing_buys`; the defaults callers pass are `probe.PROBE_FRACTION` and `PROBE_MAX_OUTLAY`). Broker realism: `gap_fill`
     executes a limit through the open at the open; `participation_cap` limits each executed quantity to that
     fraction of the bar's volume.
     Bad values raise `ConfigError` (a `ValueError`) naming the field.
@@ -52,10 +52,10 @@ class MarketParams:
     maintenance_margin: Any = _rule(0.30, "stock maintenance margin")
     liquidation_slippage: Any = _rule(0.001, "price concession of a forced sale")
     participation_cap: Any = _rule(None, "max fraction of the bar's volume one fill may take (None: off)", hparam=False)
-    probe_notional: Any = _rule(None, "probe mode: buy outlay cap after losing trades, a fraction of equity "
-                                "(None: none)", hparam=False)
-    probe_max_outlay: Any = _rule(None, "probe mode: absolute buy outlay cap after losing trades, in the account's "
-                                  "currency (None: none)", hparam=False)
+    probe_notional: Any = _rule(None, "probe mode: position cap after losing trades, a fraction of "
+                                "equity (None: none)", hparam=False)
+    probe_max_outlay: Any = _rule(None, "probe mode: absolute position cap after losing trades, in the "
+                                  "account's currency (None: none)", hparam=False)
     fill: str = struct.field(pytree_node=False, default="hard", metadata={"help": "fills: hard, soft or ste"})
     interest: str = struct.field(pytree_node=False, default="excess",
                                  metadata={"help": "leverage interest rule: excess (leveraged stock) or debit"})

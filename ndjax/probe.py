@@ -1,10 +1,12 @@
 """Probe mode's trade memory: per asset, the average cost of the units held and the last two closed trades.
 
-After a losing trade (or two trades that sum to a loss) an asset is *probing*: its next buy's outlay is capped
-at `min(probe_max_outlay, probe_notional * equity)` (`probe_cap`, `cap_probing_buys`: the one definition the
-transition, evaluation, paper and live trading all use). The defaults follow the system ndjax replaces, which
-capped a probing symbol's buy at min($300, 1 % of cash): `PROBE_FRACTION` of equity and `PROBE_MAX_OUTLAY` in
-the account's currency. A sell closes a trade at its execution price; a forced sale in a margin call closes one at
+After a losing trade (or two trades that sum to a loss) an asset is *probing*: it trades at probe size, its
+position held to `min(probe_max_outlay, probe_notional * equity)`. A buy's outlay is capped at that size less the
+value already held at the last close (`probe_cap`, `cap_probing_buys`: the one definition the transition,
+evaluation, paper and live trading all use). The defaults follow the system ndjax replaces, which capped a probing
+symbol's buy at min($300, 1 % of cash), a buy that opened from flat: `PROBE_FRACTION` of equity and
+`PROBE_MAX_OUTLAY` in the account's currency. A book that rebalances every day buys in small increments, so a cap
+on the day's buy alone would almost never bind; the cap on the position is the same rule for an entry from flat. A sell closes a trade at its execution price; a forced sale in a margin call closes one at
 `close * (1 - liquidation_slippage)`. Shapes: every field `(..., N)`.
 """
 
@@ -74,13 +76,14 @@ def probe_cap(equity: Any, fraction: Any = PROBE_FRACTION, max_outlay: Any = PRO
     return cap if max_outlay is None else xp.minimum(cap, max_outlay)
 
 
-def cap_probing_buys(memory: ProbeState, outlay: Any, equity: Any, fraction: Any = PROBE_FRACTION,
+def cap_probing_buys(memory: ProbeState, outlay: Any, equity: Any, held_value: Any, fraction: Any = PROBE_FRACTION,
                      max_outlay: Any = PROBE_MAX_OUTLAY) -> tuple[Any, Any]:
-    """Probe mode's rule: the buy `outlay (..., N)` of each probing asset capped at `probe_cap(equity (...))`.
+    """Probe mode's rule: the buy `outlay (..., N)` of each probing asset capped at
+    `max(probe_cap(equity (...)) - held_value (..., N), 0)`, `held_value` the units held at the last close.
     Returns `(capped outlay, cut)`, `cut (..., N)` the outlay the cap removed (0 where it did not bind)."""
-    xp = array_module(memory, outlay, equity, fraction, max_outlay)
-    cap = probe_cap(equity, fraction, max_outlay)[..., None]
-    capped = xp.where(probing(memory), xp.minimum(outlay, cap), outlay)
+    xp = array_module(memory, outlay, equity, held_value, fraction, max_outlay)
+    room = xp.maximum(probe_cap(equity, fraction, max_outlay)[..., None] - held_value, 0)
+    capped = xp.where(probing(memory), xp.minimum(outlay, room), outlay)
     return capped, outlay - capped
 
 

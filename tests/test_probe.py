@@ -137,3 +137,23 @@ def test_each_cap_alone_and_a_vmapped_sweep_over_the_cap():
     np.testing.assert_allclose(np.asarray(sweep), np.minimum(share, np.asarray(caps) * 20_000.0), rtol=1e-12)
     with pytest.raises(ValueError, match="probe_max_outlay: must be > 0"):
         MarketParams(is_crypto=jnp.array([False]), probe_max_outlay=0.0)
+
+
+def test_probe_cap_holds_the_position_not_the_day_s_buy():
+    """A probing stock already held buys only the room left under the cap, `max(cap - q p, 0)`, by hand in float64:
+    holding 2 units at 50 (100) under a cap of 1 % of 30,100 (301) leaves 201; holding 10 units (500) leaves none."""
+    from ndjax.dynamics import size_orders
+
+    with jax.enable_x64(True):
+        base = _probing_book([30_000.0, 29_700.0])
+        state = base.replace(inventory=jnp.array([[2.0, 0.0], [10.0, 0.0]]))
+        buy = Action(jnp.full((2, 2), 50.0), jnp.full((2, 2), 1e6), jnp.full((2, 2), 0.5), jnp.zeros((2, 2)))
+        params = MarketParams(is_crypto=jnp.array([False, False]), probe_notional=0.01)
+        sizes = jax.jit(size_orders)(params, state, buy, jnp.ones(2), jnp.array(1.0))
+    equity = np.array([30_100.0, 30_200.0])
+    f, m = 0.0008, 0.5
+    share = 0.5 * (equity - np.array([100.0, 500.0]) * m) * (1 + f) / (m + f)
+    np.testing.assert_allclose(np.asarray(sizes.outlay), np.stack([[0.01 * equity[0] - 100.0, share[0]],
+                                                                   [0.0, share[1]]]), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(sizes.probe_cut[:, 0]), [share[0] - (0.01 * equity[0] - 100.0), share[1]],
+                               rtol=1e-12)

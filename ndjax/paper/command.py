@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stop new buys at this drawdown (default %(default)s; 1.0 = never)")
     c.add_argument("--resume-buys", action="store_true", help="lift the kill switch, then run")
     c.add_argument("--probe", action="store_true",
-                   help=f"probe mode: after a losing trade a symbol's buy outlay is capped at min({PROBE_FRACTION:g} "
+                   help=f"probe mode: after a losing trade a symbol's position is held to min({PROBE_FRACTION:g} "
                         f"of equity, {PROBE_MAX_OUTLAY:g}) (the two flags below change them; default: off)")
     c.add_argument("--probe-notional", type=float, default=PAPER.probe_notional,
                    help=f"probe mode's cap as a fraction of equity (turns probe mode on; default {PROBE_FRACTION:g})")

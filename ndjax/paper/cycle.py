@@ -54,7 +54,7 @@ CASH_TOLERANCE = 0.01
 
 @dataclass(frozen=True)
 class PaperConfig:
-    """Controls, probe mode (a probing symbol's buy capped at `min(probe_notional * equity, probe_max_outlay)`; both
+    """Controls, probe mode (a probing symbol's position held to `min(probe_notional * equity, probe_max_outlay)`; both
     None = off; `ndjax.probe` holds the rule and its defaults), order rounding, the retraining hook, and how often and
     how long apart the cycle reads the status of orders being cancelled (`status_polls`, `status_wait` seconds)."""
 

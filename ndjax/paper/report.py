@@ -81,7 +81,7 @@ def fee_lines(ledger: Ledger) -> list[str]:
 def probe_lines(ledger: Ledger, limits: tuple[float | None, float | None] | None) -> list[str]:
     """The probe section: the caps (`limits`: fraction of equity, absolute; None: probe mode off) and how often
     they bound (the ledger's "probe" events)."""
-    head = ["", "Probe mode: " + ("off" if limits is None else "a probing symbol's buy outlay capped at min("
+    head = ["", "Probe mode: " + ("off" if limits is None else "a probing symbol's position held to min("
                                   + ", ".join(x for x in (None if limits[0] is None else f"{limits[0]:g} of equity",
                                                           None if limits[1] is None else f"{limits[1]:,.2f}") if x)
                                   + ")")]

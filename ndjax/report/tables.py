@@ -161,4 +161,5 @@ def evaluation_sections(*, step: int, score: float, dates: Sequence[Any], start_
             sections.append(f"{name} mode bound on {bound['steps']} of {len(dates)} days ({bound['asset_steps']} "
                             f"symbol-days), cutting {bound['outlay_cut']:.4g} of buy outlay; traded notional "
                             f"{before:.4g} -> {after:.4g}")
+            sections += [f"note: {bound['note']}"] if bound.get("note") else []
     return title, sections

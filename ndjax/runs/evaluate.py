@@ -29,7 +29,7 @@ from ndjax.runs.folder import Run, RunError, check_equity, load_market, run_arra
 from ndjax.sim import simulate_policy_jit
 
 VARIANTS = {
-    "probe": ("probe mode: after losing trades a symbol's buy outlay capped at {probe_notional:g} of equity, "
+    "probe": ("probe mode: after losing trades a symbol's position held to {probe_notional:g} of equity, "
               "absolute cap {probe_max_outlay}", lambda o: dict(probe=True, probe_notional=o["probe_notional"],
                                                    probe_max_outlay=o.get("probe_max_outlay"))),
     "realistic": ("realistic: gap fills at the open, participation cap {participation:g} of volume, debit interest",
@@ -225,6 +225,17 @@ class Evaluation:
     bindings: dict[str, dict[str, Any]]
 
 
+def unreachable_cap(options: Mapping[str, Any], peak_equity: float, cash: float) -> str | None:
+    """A warning when probe mode's absolute cap `options["probe_max_outlay"]` (account currency) is above the
+    relative cap `probe_notional` x `peak_equity` all along the path, so only the relative cap could bind (a run
+    at unit starting `cash`, the training default); None when the absolute cap can bind or is off."""
+    cap, fraction = options.get("probe_max_outlay"), options.get("probe_notional")
+    if cap is None or fraction is None or cap < fraction * peak_equity:
+        return None
+    return (f"the absolute cap {cap:g} is above {fraction:g} of the peak equity ({peak_equity:.4g}): at starting cash "
+            f"{cash:g} only the relative cap can bind; --initial-cash sets the account size")
+
+
 def evaluate(run: Run, *, data_dir: str | None = None, symbols: Any = None, start: Any = None, end: Any = None,
              initial_cash: float | None = None, variants: Mapping[str, Mapping[str, float]] | None = None,
              sortino_gap: float = 1.0, return_gap: float = 0.5, repair: bool | None = None) -> Evaluation:
@@ -268,7 +279,8 @@ def evaluate(run: Run, *, data_dir: str | None = None, symbols: Any = None, star
         done[name] = (label.format(**{k: "none" if v is None else v for k, v in options.items()}), summary(infos, P))
         if name == "probe":
             traded = [float(np.asarray(x.traded_notional).sum()) for x in (result.paths["policy"], infos)]
-            bindings[name] = {**binding(infos.probe_cut), "traded_notional": traded}
+            bindings[name] = {**binding(infos.probe_cut), "traded_notional": traded,
+                              "note": unreachable_cap(options, float(np.max(np.asarray(infos.equity))), cash)}
     return Evaluation(held_out=result, dates=market.dates[lo + 1: hi], start_date=market.dates[lo], start_row=lo,
                       stop_row=hi, cash=cash, periods_per_year=P, policy=policy, lag2=lag2, lag_flagged=flagged,
                       lag_reasons=reasons, variants=done, symbols=rows, bindings=bindings)
