@@ -2,11 +2,12 @@
 
 Updates run inside `lax.scan`. Each update samples a batch of random windows over random asset subsets
 (one shared-cash account per window, its normalised features blurred by `HParams.feature_noise` Gaussian noise,
-a regulariser against fitting the training days' noise), rolls the policy through the one transition
-(`sim.simulate_policy`, `ste` fills by default) and ascends `loss.evaluate_returns` of the batch's pooled daily
-returns: the same objective function the simulator's returns are scored with (a mean of per-window
-Sortino ratios would reward windows that happen to hold no losing day). Every `eval_every` updates the policy is
-simulated on the validation period with `hard` fills, the honest figure, and the best parameters so far are kept.
+a regulariser against fitting the training days' noise; not the vol forecast a risk-budget head divides by),
+rolls the policy through the one transition (`sim.simulate_policy`, `ste` fills by default) and ascends
+`loss.evaluate_returns` of the batch's pooled daily returns: the same objective function the simulator's returns
+are scored with (a mean of per-window Sortino ratios would reward windows that happen to hold no losing day).
+Every `eval_every` updates the policy is simulated on the validation period with `hard` fills, the honest figure,
+and the best parameters so far are kept.
 Metrics come back from the scans; numeric hyperparameters are traced so runs `vmap` over seeds and them.
 """
 
@@ -22,6 +23,7 @@ import optax
 from flax import nnx
 
 from ndjax.data.arrays import MarketArrays, drift_free, sample_window
+from ndjax.data.features import ANNUAL_VOL
 from ndjax.errors import ConfigError
 from ndjax.loss import evaluate_returns, evaluate_sums
 from ndjax.metrics import path_stats
@@ -131,6 +133,8 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         k_window, k_noise = jax.random.split(key)
         win = sample_window(train_arrays, k_window, span, k)
         noise = jax.random.normal(k_noise, win.features.shape, win.features.dtype)
+        if cfg.policy.vol_target > 0:  # the risk-budget head's vol forecast is a scale, not an input to blur
+            noise = noise * jnp.asarray([name != ANNUAL_VOL for name in cfg.policy.feature_names], noise.dtype)
         win = win.replace(features=win.features + hp.feature_noise * noise)
         mp = market_params(hp, win.is_crypto, cfg.fill, cfg.interest, cfg.margin_call)
         _, infos = simulate_policy(graphdef, params, win, mp, L, cfg.initial_cash)
