@@ -36,9 +36,9 @@ class MarketParams:
     (`margin_call=True`) force-sells at `close * (1 - liquidation_slippage)` back to the initial requirement.
     Probe mode (`probe_notional=x` and/or `probe_max_outlay=a`, a state from `init_state(..., probe=True)`):
     after losing trades a symbol's position is held to `min(x * E1, a)`: its buy outlay is capped at that less
-    the value held at the last close (`ndjax.probe.cap_probing_buys`; the defaults callers pass are `probe.PROBE_FRACTION` and `PROBE_MAX_OUTLAY`). Broker realism: `gap_fill`
-    executes a limit through the open at the open; `participation_cap` limits each executed quantity to that
-    fraction of the bar's volume.
+    the value held at the last close (`ndjax.probe.cap_probing_buys`; the defaults callers pass are
+    `probe.PROBE_FRACTION` and `PROBE_MAX_OUTLAY`). Broker realism: `gap_fill` executes a limit through the
+    open at the open; `participation_cap` limits each executed quantity to that fraction of the bar's volume.
     Bad values raise `ConfigError` (a `ValueError`) naming the field.
     """
 

@@ -6,7 +6,8 @@ value already held at the last close (`probe_cap`, `cap_probing_buys`: the one d
 evaluation, paper and live trading all use). The defaults follow the system ndjax replaces, which capped a probing
 symbol's buy at min($300, 1 % of cash), a buy that opened from flat: `PROBE_FRACTION` of equity and
 `PROBE_MAX_OUTLAY` in the account's currency. A book that rebalances every day buys in small increments, so a cap
-on the day's buy alone would almost never bind; the cap on the position is the same rule for an entry from flat. A sell closes a trade at its execution price; a forced sale in a margin call closes one at
+on the day's buy alone would almost never bind; the cap on the position is the same rule for an entry from flat.
+A sell closes a trade at its execution price; a forced sale in a margin call closes one at
 `close * (1 - liquidation_slippage)`. Shapes: every field `(..., N)`.
 """
 
