@@ -31,8 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="folder for the outputs (default: the run folder)")
     p.add_argument("--no-rows", action="store_true", help="report only the summary blocks")
     p.add_argument("--compare-probe", action="store_true",
-                   help="also run probe mode (after a losing trade, a symbol's position held to min(--probe-notional of "
-                        "equity, --probe-max-outlay))")
+                   help="also run probe mode (after a losing trade, a symbol's position held to "
+                        "min(--probe-notional of equity, --probe-max-outlay))")
     p.add_argument("--probe-notional", type=float, default=PROBE_FRACTION, help="default %(default)s")
     p.add_argument("--probe-max-outlay", type=_outlay, default=PROBE_MAX_OUTLAY,
                    help="in the account's currency; 'none': no absolute cap (default %(default)s)")
