@@ -101,8 +101,12 @@ def test_a_malformed_csv_gives_a_named_error_or_the_right_load(tmp_path, seed, n
     days = np.sort(rng.choice(pool, n, replace=False))
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
     frame = _frame(days, close)
+    jumped = False  # two jumps of one row can cancel into a plausible move (x25 then /30: -17 %): one jump at most
     for mistake in mistakes:
         i = int(rng.integers(0, len(frame)))
+        if mistake == "jump" and jumped:
+            continue
+        jumped = jumped or mistake == "jump"
         if mistake == "shuffle":
             frame = frame.sample(frac=1, random_state=seed % 1000).reset_index(drop=True)
         elif mistake == "unix_ms" and frame.date.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all():
