@@ -80,7 +80,8 @@ def probe_cap(equity: Any, fraction: Any = PROBE_FRACTION, max_outlay: Any = PRO
 def cap_probing_buys(memory: ProbeState, outlay: Any, equity: Any, held_value: Any, fraction: Any = PROBE_FRACTION,
                      max_outlay: Any = PROBE_MAX_OUTLAY) -> tuple[Any, Any]:
     """Probe mode's rule: the buy `outlay (..., N)` of each probing asset capped at
-    `max(probe_cap(equity (...)) - held_value (..., N), 0)`, `held_value` the units held at the last close.
+    `max(probe_cap(equity (...)) - held_value (..., N), 0)`, `held_value` the value of the units held at the last
+    close.
     Returns `(capped outlay, cut)`, `cut (..., N)` the outlay the cap removed (0 where it did not bind)."""
     xp = array_module(memory, outlay, equity, held_value, fraction, max_outlay)
     room = xp.maximum(probe_cap(equity, fraction, max_outlay)[..., None] - held_value, 0)

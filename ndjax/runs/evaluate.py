@@ -22,7 +22,7 @@ from ndjax.dynamics import Action, Bar, MarketParams, StepInfo, execution_prices
 from ndjax.errors import ConfigError
 from ndjax.metrics import PathStats, summary
 from ndjax.oracle import run_oracle, truth_rows
-from ndjax.probe import binding, empty_memory, remember_bar
+from ndjax.probe import binding, empty_memory, probe_cap, remember_bar
 from ndjax.report.tables import evaluation_sections
 from ndjax.report.writers import write_period_report, write_rows
 from ndjax.runs.folder import Run, RunError, check_equity, load_market, run_arrays
@@ -230,7 +230,7 @@ def unreachable_cap(options: Mapping[str, Any], peak_equity: float, cash: float)
     relative cap `probe_notional` x `peak_equity` all along the path, so only the relative cap could bind (a run
     at unit starting `cash`, the training default); None when the absolute cap can bind or is off."""
     cap, fraction = options.get("probe_max_outlay"), options.get("probe_notional")
-    if cap is None or fraction is None or cap < fraction * peak_equity:
+    if cap is None or fraction is None or cap < probe_cap(peak_equity, fraction, None):
         return None
     return (f"the absolute cap {cap:g} is above {fraction:g} of the peak equity ({peak_equity:.4g}): at starting cash "
             f"{cash:g} only the relative cap can bind; --initial-cash sets the account size")
