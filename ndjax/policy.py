@@ -44,7 +44,10 @@ class PolicyConfig:
     With `vol_target > 0` the head is a risk budget: the weight is also multiplied by
     `min(vol_target / sigma, vol_scale_cap)`, sigma the asset's annualised vol forecast (the `log_annual_vol`
     feature, passed unchanged from the encoder's input to the head), so exposure falls when vol rises without
-    the network having to learn it.
+    the network having to learn it. With `book_vol_target > 0` all weights are then scaled down together so that
+    `sum_i w_i sigma_i <= book_vol_target`: the book's vol forecast if every pair of assets moved together (an
+    upper bound on it, and what a crash's correlations come close to), so the book as a whole cannot take more
+    risk than the target however many assets the head likes.
     """
 
     model: str = field(default="mlp", metadata={"help": "policy encoder: mlp or transformer"})
@@ -68,6 +71,9 @@ class PolicyConfig:
     vol_target: float = field(default=0.0, metadata={"help": "risk-budget head: weight x min(vol_target / annual vol "
                                                        "forecast, vol_scale_cap); 0: off (needs regime_vol)"})
     vol_scale_cap: float = field(default=2.0, metadata={"help": "largest vol scaling of the risk-budget head"})
+    book_vol_target: float = field(default=0.0, metadata={
+        "help": "book vol cap: all weights scaled down together so that sum of weight x annual vol forecast (the "
+                "book's vol if all assets moved together) <= this; 0: off (needs regime_vol)"})
 
     def __post_init__(self) -> None:
         if self.model not in ("transformer", "mlp"):
@@ -78,9 +84,12 @@ class PolicyConfig:
         if self.vol_target < 0 or not self.vol_scale_cap > 0:
             raise ValueError(f"PolicyConfig.vol_target: must be >= 0 with vol_scale_cap > 0, got {self.vol_target}, "
                              f"{self.vol_scale_cap}")
-        if self.vol_target > 0 and ANNUAL_VOL not in self.feature_names:
-            raise ValueError(f"PolicyConfig.vol_target: the risk-budget head reads log_annual_vol, which the "
-                             f"{self.features!r} features do not have; use features='regime_vol'")
+        if self.book_vol_target < 0:
+            raise ValueError(f"PolicyConfig.book_vol_target: must be >= 0, got {self.book_vol_target}")
+        for name in ("vol_target", "book_vol_target"):
+            if getattr(self, name) > 0 and ANNUAL_VOL not in self.feature_names:
+                raise ValueError(f"PolicyConfig.{name}: the head then reads log_annual_vol, which the "
+                                 f"{self.features!r} features do not have; use features='regime_vol'")
         if self.d_model % self.n_heads:
             raise ValueError(f"PolicyConfig.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.lookback < 1:
@@ -92,6 +101,11 @@ class PolicyConfig:
     def feature_names(self) -> tuple[str, ...]:
         """The features the encoder reads, in order."""
         return FEATURE_SETS[self.features]
+
+    @property
+    def reads_vol(self) -> bool:
+        """Whether the head reads the raw `log_annual_vol` feature (a risk budget or a book vol cap)."""
+        return self.vol_target > 0 or self.book_vol_target > 0
 
     @property
     def n_features(self) -> int:
@@ -183,9 +197,9 @@ class Policy(nnx.Module):
 
     def encode(self, features: jax.Array, valid: jax.Array | None = None) -> jax.Array:
         """Market embedding per day and asset.  features (T, N, F), valid (T, N) -> (T, N, D), or (T, N, D + 1)
-        with `vol_target` (the last column: the `log_annual_vol` feature as it came in)."""
+        when the head reads the vol (`reads_vol`; the last column: the `log_annual_vol` feature as it came in)."""
         embedding = self._encode(features, valid)
-        if self.cfg.vol_target > 0:
+        if self.cfg.reads_vol:
             vol = features[..., self.cfg.feature_names.index(ANNUAL_VOL), None]
             return jnp.concatenate([embedding, vol.astype(embedding.dtype)], axis=-1)
         return embedding
@@ -216,9 +230,12 @@ class Policy(nnx.Module):
         if self.cfg.w_per_asset:  # a static shift (the shape's N): equivariant, causal, the same for every asset
             z = z - jnp.log(jnp.asarray(z.shape[-1], z.dtype))
         weight = self.cfg.w_cap * jax.nn.sigmoid(z)
+        sigma = jnp.exp(obs.market[..., self.cfg.d_model]) if self.cfg.reads_vol else None
         if self.cfg.vol_target > 0:
-            sigma = jnp.exp(obs.market[..., self.cfg.d_model])
             weight = weight * jnp.minimum(self.cfg.vol_target / sigma, self.cfg.vol_scale_cap)
+        if self.cfg.book_vol_target > 0:
+            bound = jnp.sum(weight * sigma, axis=-1, keepdims=True)
+            weight = weight * jnp.minimum(self.cfg.book_vol_target / jnp.maximum(bound, 1e-12), 1.0)
         target = project_budget(weight, obs.margin_rate)
         return target_action(target, obs, obs.margin_rate, obs.maker_fee)
 

@@ -129,3 +129,39 @@ def test_risk_budget_head_scales_by_the_vol_forecast():
     np.testing.assert_allclose(permuted, base[perm], rtol=1e-5)  # a position's value follows its features
     with pytest.raises(ValueError, match="log_annual_vol"):
         PolicyConfig(vol_target=0.15)
+
+
+def test_book_vol_cap_scales_every_weight_together():
+    """With book_vol_target the weights are scaled down together until sum w sigma <= the target, and left alone
+    below it: at initialisation every weight is 1 / (N + 1); with the risk-budget head too, the cap acts after it."""
+    n, sigma = 4, np.array([0.10, 0.20, 0.30, 0.60])
+    ref = jnp.linspace(10.0, 40.0, n)
+    mp = MarketParams(is_crypto=jnp.zeros(n, bool))
+    state = init_state(1.0, ref)
+
+    def values(cfg, log_sigma):
+        graphdef, params = create(cfg, jax.random.PRNGKey(3))
+        k = cfg.feature_names.index("log_annual_vol")
+        feats = jax.random.normal(jax.random.PRNGKey(4), (12, n, cfg.n_features)).at[..., k].set(log_sigma)
+        apply = jax.jit(lambda f: make_apply(graphdef)(params, observe(encode(graphdef, params, f)[-1], state, mp)))
+        return lambda f=feats: np.asarray(size_orders(mp, state, apply(f), jnp.ones(n), jnp.asarray(1.0)).buy_qty
+                                          ) * np.asarray(ref), feats
+
+    capped = PolicyConfig(model="mlp", features="regime_vol", book_vol_target=0.15, **SMALL_POLICY)
+    value, feats = values(capped, jnp.log(sigma))
+    base = value()
+    np.testing.assert_allclose(base, 0.2 * 0.15 / (0.2 * sigma.sum()), rtol=2e-3)  # bound 0.24 cut to 0.15
+    np.testing.assert_allclose(base @ sigma, 0.15, rtol=2e-3)
+    k = capped.feature_names.index("log_annual_vol")
+    doubled = value(feats.at[..., 3, k].add(np.log(2.0)))  # bound 0.36: every asset cut, not only the fourth
+    np.testing.assert_allclose(doubled, base * 0.24 / 0.36, rtol=2e-3)
+    perm = jnp.array([2, 0, 3, 1])
+    np.testing.assert_allclose(value(feats[:, perm]), base[perm], rtol=1e-5)
+    loose, _ = values(PolicyConfig(model="mlp", features="regime_vol", book_vol_target=0.5, **SMALL_POLICY),
+                      jnp.log(sigma))
+    np.testing.assert_allclose(loose(), 0.2, rtol=2e-3)  # bound 0.24 < 0.5: untouched
+    both, _ = values(PolicyConfig(model="mlp", features="regime_vol", vol_target=0.15, book_vol_target=0.06,
+                                  **SMALL_POLICY), jnp.log(sigma))
+    np.testing.assert_allclose(both(), 0.5 * 0.2 * 0.15 / sigma, rtol=2e-3)  # risk budgets sum w sigma = 0.12
+    with pytest.raises(ValueError, match="book_vol_target"):
+        PolicyConfig(book_vol_target=0.15)

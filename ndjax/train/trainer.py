@@ -133,7 +133,7 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         k_window, k_noise = jax.random.split(key)
         win = sample_window(train_arrays, k_window, span, k)
         noise = jax.random.normal(k_noise, win.features.shape, win.features.dtype)
-        if cfg.policy.vol_target > 0:  # the risk-budget head's vol forecast is a scale, not an input to blur
+        if cfg.policy.reads_vol:  # the head's vol forecast is a scale, not an input to blur
             noise = noise * jnp.asarray([name != ANNUAL_VOL for name in cfg.policy.feature_names], noise.dtype)
         win = win.replace(features=win.features + hp.feature_noise * noise)
         mp = market_params(hp, win.is_crypto, cfg.fill, cfg.interest, cfg.margin_call)
