@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ from ndjax.metrics import drawdown, summary
 from ndjax.policy import PolicyConfig
 from ndjax.report.writers import write_json, write_rows
 from ndjax.runs.chain import chain_paths, rows_per_year
-from ndjax.runs.folds import drawdown_target, fold_universe, make_folds, run_fold, yearly_tests
+from ndjax.runs.folds import (choose_by_validation, drawdown_target, fold_universe, make_folds, run_fold,
+                              validation_sortino, yearly_tests)
 from ndjax.runs.job import JobSpec
 from ndjax.train.checkpoints import saved_steps
 from ndjax.train.config import HParams, TrainConfig
@@ -60,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # 300 steps: 22 yearly folds inside the 30-minute budget on 2 cores (the main job trains 400); the regime
     # design of the docstring, measured in benchmarks/RESULTS.md
     p.set_defaults(steps=300, features="regime_vol", pooled=True, vol_target=0.15, risk_aversion=3.0)
+    p.add_argument("--risk-aversion-grid", help="comma list of risk aversions: each fold trains one run per value "
+                                                "and keeps the one with the best validation Sortino (nested "
+                                                "validation; the test is never looked at). Costs one run per value")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/walk_forward")
     p.add_argument("--overwrite", action="store_true", help="retrain folds whose folders hold an earlier run")
@@ -136,6 +141,13 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(one_line("walk_forward", e)) from None
 
 
+def fold_job(args: argparse.Namespace, spec: JobSpec, fold, fold_dir: Path):
+    """Train and test one fold into `fold_dir`, resuming it under `--resume` when it holds checkpoints."""
+    resume = args.resume and bool(saved_steps(fold_dir / CHECKPOINT_DIR))
+    return run_fold(spec, fold, fold_dir, rows=False, progress=False, overwrite=args.overwrite and not resume,
+                    resume=resume)
+
+
 def walk_forward(args: argparse.Namespace) -> dict:
     """Every fold of `args`, the chained statistics, and the files; returns the JSON document."""
     out = Path(args.out)
@@ -148,6 +160,7 @@ def walk_forward(args: argparse.Namespace) -> dict:
     market = spec.source.load()
     tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test, args.val_days)
     folds = make_folds(market.dates, tests, args.val_days)
+    grid = [float(g) for g in args.risk_aversion_grid.split(",")] if args.risk_aversion_grid else []
     if args.only:
         folds = [f for f in folds if f.test_start[:4] in args.only.split(",")]
     report, pieces, dates = [], {k: [] for k in STRATEGIES}, []
@@ -158,12 +171,19 @@ def walk_forward(args: argparse.Namespace) -> dict:
               f"{fold.test_end}; {len(universe)} symbols" + (f" (not yet listed: {', '.join(later)})" if later else ""),
               file=sys.stderr, flush=True)
         fold_dir = out / fold.name.replace(" ", "")
-        resume = args.resume and bool(saved_steps(fold_dir / CHECKPOINT_DIR))
-        result = run_fold(spec, fold, fold_dir, rows=False, progress=False, overwrite=args.overwrite and not resume,
-                          resume=resume)
+        if grid:
+            runs = {g: fold_job(args, replace(spec, hparams=spec.hparams.replace(risk_aversion=g)), fold,
+                                fold_dir / f"gamma-{g:g}") for g in grid}
+            scores = {g: validation_sortino(r.run_dir) for g, r in runs.items()}
+            chosen = choose_by_validation(scores)
+            result, nested = runs[chosen], {"risk_aversion": chosen, "validation_sortino": scores}
+            print(f"  nested validation: gamma {chosen:g} (validation Sortino "
+                  + ", ".join(f"{g:g}: {v:.2f}" for g, v in scores.items()) + ")", file=sys.stderr, flush=True)
+        else:
+            result, nested = fold_job(args, spec, fold, fold_dir), {}
         report.append({"name": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,
-                       "train_seconds": round(result.train_seconds, 1),
-                       "stats": {k: result.stats[k].as_dict() for k in STRATEGIES}})  # the fold report's own
+                       "train_seconds": round(sum(r.train_seconds for r in (runs.values() if grid else [result])), 1),
+                       **nested, "stats": {k: result.stats[k].as_dict() for k in STRATEGIES}})  # the fold report's
         for k in STRATEGIES:  # policy, buy_and_hold, cash, trend, inverse_vol (runs.evaluate.held_out)
             pieces[k].append((universe, result.paths[k]))
         dates.append(np.asarray(result.dates))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
 from ndjax.data.source import MarketSource
-from ndjax.runs.folds import drawdown_target, fold_universe, make_folds
+from ndjax.runs.folds import choose_by_validation, drawdown_target, fold_universe, make_folds, validation_sortino
 from ndjax.runs.job import JobSpec
 
 
@@ -45,6 +45,20 @@ def test_drawdown_target():
     assert drawdown_target(0.24, 0.24) == (0.24, True)
     assert drawdown_target(0.19, 0.10) == (0.20, True)
     assert drawdown_target(0.21, 0.10) == (0.20, False)
+
+
+def test_nested_validation_reads_the_best_checkpoint_s_validation_sortino(run_dir):
+    """The figure γ is chosen by is the validation Sortino logged at the step of the run's best score; the choice
+    is the highest figure, NaN never wins, ties go to the first value, all-NaN is a named error."""
+    import json
+
+    log = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    best = max(log, key=lambda r: r["val"]["score"])
+    assert validation_sortino(run_dir) == pytest.approx(best["val"]["sortino"], rel=1e-6)
+    assert choose_by_validation({1.0: 0.3, 3.0: 0.9, 10.0: float("nan")}) == 3.0
+    assert choose_by_validation({1.0: float("nan"), 3.0: -0.2, 10.0: -0.2}) == 3.0
+    with pytest.raises(DataError, match="no run recorded a validation Sortino"):
+        choose_by_validation({1.0: float("nan")})
 
 
 def test_a_fold_trades_only_what_was_listed_before_its_test(tmp_path):

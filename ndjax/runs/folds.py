@@ -16,6 +16,7 @@ import numpy as np
 from ndjax.data.calendar import row_at_or_after, to_day
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
+from ndjax.runs.folder import load_run
 from ndjax.runs.job import JobResult, JobSpec, train_job
 
 
@@ -81,6 +82,21 @@ def fold_spec(spec: JobSpec, fold: Fold) -> JobSpec:
 def run_fold(spec: JobSpec, fold: Fold, out: str | Path, **job_kwargs: Any) -> JobResult:
     """Train and test one fold (`fold_spec`) into the run folder `out`."""
     return train_job(fold_spec(spec, fold), out, **job_kwargs)
+
+
+def validation_sortino(run_dir: str | Path) -> float:
+    """The validation Sortino of a run's best checkpoint (NaN when it was not recorded): a criterion that does not
+    depend on the run's own objective, so runs trained at different risk aversions compare on it."""
+    return float(load_run(run_dir).checkpoint_meta.get("val", {}).get("sortino", np.nan))
+
+
+def choose_by_validation(scores: dict[Any, float]) -> Any:
+    """Nested validation inside a fold: the key of `scores` (key -> `validation_sortino` of its run) with the highest
+    figure; NaN never wins, ties go to the first key. Raises `DataError` when every figure is NaN."""
+    ranked = [k for k, v in scores.items() if not np.isnan(v)]
+    if not ranked:
+        raise DataError(f"nested validation: no run recorded a validation Sortino ({', '.join(map(str, scores))})")
+    return max(ranked, key=lambda k: scores[k])
 
 
 def drawdown_target(policy_dd: float, hold_dd: float) -> tuple[float, bool]:
