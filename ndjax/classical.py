@@ -33,14 +33,14 @@ from ndjax.data.market import MarketData
 from ndjax.dynamics import Action, Bar, MarketParams, StepInfo, init_state
 from ndjax.observation import Observation
 from ndjax.sim import rollout
-from ndjax.targets import project_budget, target_action
+from ndjax.targets import banded, project_budget, target_action
 
 TARGET_VOL = 0.15
 """Annualised volatility target of `trend`."""
 LOOKBACK_DAYS = 365
 """Calendar days of the trend look-back (12 months, the last month included)."""
 BAND = 0.25
-"""Relative no-trade band of both rules."""
+"""Relative no-trade band of both rules (`targets.banded`)."""
 CLASSICAL = ("trend", "inverse_vol")
 
 
@@ -109,17 +109,10 @@ def classical_targets(market: MarketData, target_vol: float = TARGET_VOL) -> dic
             "inverse_vol": inverse_vol_targets(market, vol).astype(np.float32)}
 
 
-def banded(target: jax.Array, held: jax.Array, band: float = BAND) -> jax.Array:
-    """Where the book trades to: `target` for assets more than `band x max(target, held)` away from it (entries
-    and exits always), the held weight elsewhere. `(..., N)`."""
-    move = jnp.abs(target - held) > band * jnp.maximum(target, held)
-    return jnp.where(move | (target <= 0), target, held)
-
-
 def target_policy(_params: None, obs: Observation) -> Action:
     """Orders toward the target weights in `obs.market (..., N)` (within the margin budget), with the band."""
     target = project_budget(jnp.maximum(obs.market, 0.0), obs.margin_rate)
-    return target_action(banded(target, obs.book[..., 0]), obs, obs.margin_rate, obs.maker_fee)
+    return target_action(banded(target, obs.book[..., 0], BAND), obs, obs.margin_rate, obs.maker_fee)
 
 
 @jax.jit

@@ -23,7 +23,7 @@ from flax import nnx
 from ndjax.data.features import ANNUAL_VOL, FEATURE_SETS
 from ndjax.dynamics import Action
 from ndjax.observation import BOOK_FEATURES, Observation, PolicyApply
-from ndjax.targets import project_budget, target_action
+from ndjax.targets import banded, project_budget, target_action
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,9 @@ class PolicyConfig:
     the network having to learn it. With `book_vol_target > 0` all weights are then scaled down together so that
     `sum_i w_i sigma_i <= book_vol_target`: the book's vol forecast if every pair of assets moved together (an
     upper bound on it, and what a crash's correlations come close to), so the book as a whole cannot take more
-    risk than the target however many assets the head likes.
+    risk than the target however many assets the head likes. With `band > 0` an asset trades back to its target
+    only when it is more than `band x max(target, held)` away from it (`targets.banded`, the classical rules'
+    no-trade band): fewer small trades, which pay the fee and fill on the wrong side of a limit at the close.
     """
 
     model: str = field(default="mlp", metadata={"help": "policy encoder: mlp or transformer"})
@@ -74,6 +76,9 @@ class PolicyConfig:
     book_vol_target: float = field(default=0.0, metadata={
         "help": "book vol cap: all weights scaled down together so that sum of weight x annual vol forecast (the "
                 "book's vol if all assets moved together) <= this; 0: off (needs regime_vol)"})
+    band: float = field(default=0.0, metadata={
+        "help": "no-trade band: an asset trades to its target only when more than band x max(target, held) away "
+                "(entries and exits always); 0: off"})
 
     def __post_init__(self) -> None:
         if self.model not in ("transformer", "mlp"):
@@ -84,6 +89,8 @@ class PolicyConfig:
         if self.vol_target < 0 or not self.vol_scale_cap > 0:
             raise ValueError(f"PolicyConfig.vol_target: must be >= 0 with vol_scale_cap > 0, got {self.vol_target}, "
                              f"{self.vol_scale_cap}")
+        if not 0 <= self.band < 1:
+            raise ValueError(f"PolicyConfig.band: must be in [0, 1), got {self.band}")
         if self.book_vol_target < 0:
             raise ValueError(f"PolicyConfig.book_vol_target: must be >= 0, got {self.book_vol_target}")
         for name in ("vol_target", "book_vol_target"):
@@ -237,6 +244,8 @@ class Policy(nnx.Module):
             bound = jnp.sum(weight * sigma, axis=-1, keepdims=True)
             weight = weight * jnp.minimum(self.cfg.book_vol_target / jnp.maximum(bound, 1e-12), 1.0)
         target = project_budget(weight, obs.margin_rate)
+        if self.cfg.band > 0:
+            target = banded(target, obs.book[..., 0], self.cfg.band)
         return target_action(target, obs, obs.margin_rate, obs.maker_fee)
 
 

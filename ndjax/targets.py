@@ -31,6 +31,13 @@ def project_budget(target: jax.Array, margin_rate: jax.Array) -> jax.Array:
     return target / jnp.maximum(used, 1.0)
 
 
+def banded(target: jax.Array, held: jax.Array, band: float) -> jax.Array:
+    """Where the book trades to under a relative no-trade band: `target` for assets more than
+    `band x max(target, held)` away from it (entries and exits always), the held weight elsewhere. `(..., N)`."""
+    move = jnp.abs(target - held) > band * jnp.maximum(target, held)
+    return jnp.where(move | (target <= 0), target, held)
+
+
 def target_action(target: jax.Array, obs: Observation, margin_rate: jax.Array, maker_fee: jax.Array,
                   buy_price: jax.Array | None = None, sell_price: jax.Array | None = None) -> Action:
     """The `Action` moving the book of `obs` toward `target` weights `(..., N)` (>= 0), with limits at

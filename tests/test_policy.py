@@ -165,3 +165,29 @@ def test_book_vol_cap_scales_every_weight_together():
     np.testing.assert_allclose(both(), 0.5 * 0.2 * 0.15 / sigma, rtol=2e-3)  # risk budgets sum w sigma = 0.12
     with pytest.raises(ValueError, match="book_vol_target"):
         PolicyConfig(book_vol_target=0.15)
+
+
+def test_no_trade_band_holds_assets_near_their_target():
+    """With band 0.25 and every target at 1 / (N + 1) = 0.2: a weight of 0.19 is left alone (0.01 <= 0.05), 0.1
+    is bought up, 0.3 sold down, an empty asset entered; without the band all four trade."""
+    n = 4
+    ref = jnp.linspace(10.0, 40.0, n)
+    held = jnp.array([0.19, 0.10, 0.0, 0.30])
+    state = init_state(1.0 - float(held.sum()), ref).replace(inventory=held / ref)
+    mp = MarketParams(is_crypto=jnp.zeros(n, bool))
+    feats = jax.random.normal(jax.random.PRNGKey(4), (12, n, F))
+
+    def act(band):
+        graphdef, params = create(PolicyConfig(model="mlp", band=band, **SMALL_POLICY), jax.random.PRNGKey(3))
+        return jax.jit(lambda f: make_apply(graphdef)(params, observe(encode(graphdef, params, f)[-1], state, mp)))(
+            feats)
+
+    a = act(0.25)
+    np.testing.assert_array_equal(np.asarray(a.buy_frac)[[0, 3]], 0.0)
+    np.testing.assert_array_equal(np.asarray(a.sell_frac)[[0, 1, 2]], 0.0)
+    assert np.all(np.asarray(a.buy_frac)[[1, 2]] > 0) and float(a.sell_frac[3]) > 0
+    np.testing.assert_allclose(float(a.sell_frac[3]), (0.30 - 0.2) / 0.30, rtol=1e-4)
+    free = act(0.0)
+    assert float(free.buy_frac[0]) > 0 and float(free.sell_frac[3]) > 0
+    with pytest.raises(ValueError, match="band"):
+        PolicyConfig(band=1.0)
