@@ -36,12 +36,16 @@ def test_policy_causal(model):
     assert not np.allclose(actions.buy_price[k:], actions2.buy_price[k:])
 
 
-@pytest.mark.parametrize("model", ["transformer", "mlp"])
-def test_permuting_assets_permutes_actions(model):
-    cfg = PolicyConfig(model=model, **SMALL_POLICY)
+WALK_FORWARD_DESIGN = dict(features="regime_vol", pooled=True, book_vol_target=0.15, band=0.25)
+"""`walk_forward.py`'s policy: regime features, pooled context, a book vol cap and the no-trade band."""
+
+
+@pytest.mark.parametrize("model,extra", [("transformer", {}), ("mlp", {}), ("mlp", WALK_FORWARD_DESIGN)])
+def test_permuting_assets_permutes_actions(model, extra):
+    cfg = PolicyConfig(model=model, **SMALL_POLICY, **extra)
     graphdef, params = create(cfg, jax.random.PRNGKey(1))
     params = jax.tree_util.tree_map(lambda x: x + 0.3 * jax.random.normal(jax.random.PRNGKey(5), x.shape), params)
-    feats = jax.random.normal(jax.random.PRNGKey(2), (20, 5, F))
+    feats = jax.random.normal(jax.random.PRNGKey(2), (20, 5, cfg.n_features))
     state = init_state(1.0, jnp.linspace(10.0, 50.0, 5)).replace(inventory=jnp.array([0.0, 0.01, 0.0, 0.005, 0.0]))
     crypto = jnp.array([False, True, False, False, True])
     perm = jnp.array([3, 0, 4, 1, 2])
