@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ndjax.cli import add_fields, from_fields, parse_symbols
+from ndjax.cli import add_fields, from_fields, grid_values, parse_symbols
 from ndjax.data.source import MarketSource
-from ndjax.errors import NdjaxError, one_line
+from ndjax.errors import ConfigError, NdjaxError, one_line
 from ndjax.metrics import drawdown, summary
 from ndjax.policy import PolicyConfig
 from ndjax.report.writers import write_json, write_rows
@@ -160,7 +160,10 @@ def walk_forward(args: argparse.Namespace) -> dict:
     market = spec.source.load()
     tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test, args.val_days)
     folds = make_folds(market.dates, tests, args.val_days)
-    grid = [float(g) for g in args.risk_aversion_grid.split(",")] if args.risk_aversion_grid else []
+    grid = grid_values(args.risk_aversion_grid, "risk_aversion_grid") if args.risk_aversion_grid else []
+    if isinstance(grid, tuple):
+        raise ConfigError(f"--risk-aversion-grid: expected a comma list of values, got the range "
+                          f"{args.risk_aversion_grid!r}")
     if args.only:
         folds = [f for f in folds if f.test_start[:4] in args.only.split(",")]
     report, pieces, dates = [], {k: [] for k in STRATEGIES}, []

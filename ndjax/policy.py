@@ -22,6 +22,7 @@ from flax import nnx
 
 from ndjax.data.features import ANNUAL_VOL, FEATURE_SETS
 from ndjax.dynamics import Action
+from ndjax.errors import ConfigError
 from ndjax.observation import BOOK_FEATURES, Observation, PolicyApply
 from ndjax.targets import banded, project_budget, target_action
 
@@ -82,27 +83,27 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         if self.model not in ("transformer", "mlp"):
-            raise ValueError(f"PolicyConfig.model: unknown {self.model!r}; expected 'transformer' or 'mlp'")
+            raise ConfigError(f"PolicyConfig.model: unknown {self.model!r}; expected 'transformer' or 'mlp'")
         if self.features not in FEATURE_SETS:
-            raise ValueError(f"PolicyConfig.features: unknown {self.features!r}; expected one of "
+            raise ConfigError(f"PolicyConfig.features: unknown {self.features!r}; expected one of "
                              f"{sorted(FEATURE_SETS)}")
         if self.vol_target < 0 or not self.vol_scale_cap > 0:
-            raise ValueError(f"PolicyConfig.vol_target: must be >= 0 with vol_scale_cap > 0, got {self.vol_target}, "
+            raise ConfigError(f"PolicyConfig.vol_target: must be >= 0 with vol_scale_cap > 0, got {self.vol_target}, "
                              f"{self.vol_scale_cap}")
         if not 0 <= self.band < 1:
-            raise ValueError(f"PolicyConfig.band: must be in [0, 1), got {self.band}")
+            raise ConfigError(f"PolicyConfig.band: must be in [0, 1), got {self.band}")
         if self.book_vol_target < 0:
-            raise ValueError(f"PolicyConfig.book_vol_target: must be >= 0, got {self.book_vol_target}")
+            raise ConfigError(f"PolicyConfig.book_vol_target: must be >= 0, got {self.book_vol_target}")
         for name in ("vol_target", "book_vol_target"):
             if getattr(self, name) > 0 and ANNUAL_VOL not in self.feature_names:
-                raise ValueError(f"PolicyConfig.{name}: the head then reads log_annual_vol, which the "
+                raise ConfigError(f"PolicyConfig.{name}: the head then reads log_annual_vol, which the "
                                  f"{self.features!r} features do not have; use features='regime_vol'")
         if self.d_model % self.n_heads:
-            raise ValueError(f"PolicyConfig.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
+            raise ConfigError(f"PolicyConfig.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.lookback < 1:
-            raise ValueError(f"PolicyConfig.lookback: must be >= 1, got {self.lookback}")
+            raise ConfigError(f"PolicyConfig.lookback: must be >= 1, got {self.lookback}")
         if not self.w_cap > 0:
-            raise ValueError(f"PolicyConfig.w_cap: must be > 0, got {self.w_cap}")
+            raise ConfigError(f"PolicyConfig.w_cap: must be > 0, got {self.w_cap}")
 
     @property
     def feature_names(self) -> tuple[str, ...]:
