@@ -35,9 +35,9 @@ from ndjax.metrics import drawdown, summary
 from ndjax.policy import PolicyConfig
 from ndjax.report.writers import write_json, write_rows
 from ndjax.runs.chain import chain_paths, rows_per_year
-from ndjax.runs.folds import (choose_by_validation, drawdown_target, fold_universe, make_folds, run_fold,
+from ndjax.runs.folds import (Fold, choose_by_validation, drawdown_target, fold_universe, make_folds, run_fold,
                               validation_sortino, yearly_tests)
-from ndjax.runs.job import JobSpec
+from ndjax.runs.job import JobResult, JobSpec
 from ndjax.train.checkpoints import saved_steps
 from ndjax.train.config import HParams, TrainConfig
 from ndjax.train.loop import CHECKPOINT_DIR
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(one_line("walk_forward", e)) from None
 
 
-def fold_job(args: argparse.Namespace, spec: JobSpec, fold, fold_dir: Path):
+def fold_job(args: argparse.Namespace, spec: JobSpec, fold: Fold, fold_dir: Path) -> JobResult:
     """Train and test one fold into `fold_dir`, resuming it under `--resume` when it holds checkpoints."""
     resume = args.resume and bool(saved_steps(fold_dir / CHECKPOINT_DIR))
     return run_fold(spec, fold, fold_dir, rows=False, progress=False, overwrite=args.overwrite and not resume,
@@ -156,14 +156,14 @@ def walk_forward(args: argparse.Namespace) -> dict:
     spec = JobSpec(source=MarketSource(data_dir=args.data_dir, symbols=symbols, start=args.start),
                    train=from_fields(TrainConfig, args, policy=from_fields(PolicyConfig, args)),
                    hparams=from_fields(HParams, args), seed=args.seed)
-    t0 = time.perf_counter()
-    market = spec.source.load()
-    tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test, args.val_days)
-    folds = make_folds(market.dates, tests, args.val_days)
     grid = grid_values(args.risk_aversion_grid, "risk_aversion_grid") if args.risk_aversion_grid else []
     if isinstance(grid, tuple):
         raise ConfigError(f"--risk-aversion-grid: expected a comma list of values, got the range "
                           f"{args.risk_aversion_grid!r}")
+    t0 = time.perf_counter()
+    market = spec.source.load()
+    tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test, args.val_days)
+    folds = make_folds(market.dates, tests, args.val_days)
     if args.only:
         folds = [f for f in folds if f.test_start[:4] in args.only.split(",")]
     report, pieces, dates = [], {k: [] for k in STRATEGIES}, []
@@ -177,15 +177,16 @@ def walk_forward(args: argparse.Namespace) -> dict:
         if grid:
             runs = {g: fold_job(args, replace(spec, hparams=spec.hparams.replace(risk_aversion=g)), fold,
                                 fold_dir / f"gamma-{g:g}") for g in grid}
-            scores = {g: validation_sortino(r.run_dir) for g, r in runs.items()}
+            scores = {g: validation_sortino(r.checkpoint_meta) for g, r in runs.items()}
             chosen = choose_by_validation(scores)
-            result, nested = runs[chosen], {"risk_aversion": chosen, "validation_sortino": scores}
+            nested = {"risk_aversion": chosen, "validation_sortino": scores}
             print(f"  nested validation: gamma {chosen:g} (validation Sortino "
                   + ", ".join(f"{g:g}: {v:.2f}" for g, v in scores.items()) + ")", file=sys.stderr, flush=True)
         else:
-            result, nested = fold_job(args, spec, fold, fold_dir), {}
+            runs, chosen, nested = {None: fold_job(args, spec, fold, fold_dir)}, None, {}
+        result = runs[chosen]
         report.append({"name": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,
-                       "train_seconds": round(sum(r.train_seconds for r in (runs.values() if grid else [result])), 1),
+                       "train_seconds": round(sum(r.train_seconds for r in runs.values()), 1),
                        **nested, "stats": {k: result.stats[k].as_dict() for k in STRATEGIES}})  # the fold report's
         for k in STRATEGIES:  # policy, buy_and_hold, cash, trend, inverse_vol (runs.evaluate.held_out)
             pieces[k].append((universe, result.paths[k]))

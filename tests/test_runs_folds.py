@@ -54,7 +54,9 @@ def test_nested_validation_reads_the_best_checkpoint_s_validation_sortino(run_di
 
     log = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     best = max(log, key=lambda r: r["val"]["score"])
-    assert validation_sortino(run_dir) == pytest.approx(best["val"]["sortino"], rel=1e-6)
+    from ndjax.runs.folder import load_run
+
+    assert validation_sortino(load_run(run_dir).checkpoint_meta) == pytest.approx(best["val"]["sortino"], rel=1e-6)
     assert choose_by_validation({1.0: 0.3, 3.0: 0.9, 10.0: float("nan")}) == 3.0
     assert choose_by_validation({1.0: float("nan"), 3.0: -0.2, 10.0: -0.2}) == 3.0
     with pytest.raises(DataError, match="no run recorded a validation Sortino"):

@@ -7,6 +7,7 @@ cut at the fold's end, so no fold sees a bar after its test period.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ import numpy as np
 from ndjax.data.calendar import row_at_or_after, to_day
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
-from ndjax.runs.folder import load_run
 from ndjax.runs.job import JobResult, JobSpec, train_job
 
 
@@ -84,10 +84,11 @@ def run_fold(spec: JobSpec, fold: Fold, out: str | Path, **job_kwargs: Any) -> J
     return train_job(fold_spec(spec, fold), out, **job_kwargs)
 
 
-def validation_sortino(run_dir: str | Path) -> float:
-    """The validation Sortino of a run's best checkpoint (NaN when it was not recorded): a criterion that does not
-    depend on the run's own objective, so runs trained at different risk aversions compare on it."""
-    return float(load_run(run_dir).checkpoint_meta.get("val", {}).get("sortino", np.nan))
+def validation_sortino(checkpoint_meta: Mapping[str, Any]) -> float:
+    """The validation Sortino in a best checkpoint's meta (`JobResult.checkpoint_meta`, `Run.checkpoint_meta`;
+    NaN when it was not recorded): a criterion that does not depend on the run's own objective, so runs trained at
+    different risk aversions compare on it."""
+    return float(checkpoint_meta.get("val", {}).get("sortino", np.nan))
 
 
 def choose_by_validation(scores: dict[Any, float]) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobResult:
-    """The report text, its statistics and held-out paths by name, the test dates, the run folder and the seconds
-    spent."""
+    """The report text, its statistics and held-out paths by name, the test dates, the run folder, the seconds
+    spent, and the meta of the best checkpoint the test used (its step, score and validation metrics)."""
 
     text: str
     stats: dict[str, PathStats]
@@ -56,6 +56,7 @@ class JobResult:
     run_dir: Path
     train_seconds: float
     total_seconds: float
+    checkpoint_meta: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -229,4 +230,4 @@ def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite
     text, stats = write_period_report(out, "test", title, test_dates, result.paths, config.periods_per_year, rows=rows,
                                       extra_sections=extra, summary_extra={"captured_share": share})
     return JobResult(text=text, stats=stats, paths=result.paths, dates=test_dates, run_dir=out, train_seconds=t_train,
-                     total_seconds=time.perf_counter() - t0)
+                     total_seconds=time.perf_counter() - t0, checkpoint_meta=dict(run.checkpoint_meta))
