@@ -70,7 +70,7 @@ def path_stats(infos: StepInfo | DailyPath, periods_per_year: float = 252) -> Pa
 
     Folds `stats_scan.add_step` over the stored steps in time order: the sums `sim.simulate_stats` carries
     while it simulates."""
-    first = infos.equity[0]
+    first = jnp.asarray(infos.equity[0])  # host float64 paths take JAX's default float
     sums, _ = jax.lax.scan(lambda s, info: (add_step(s, info), None), start_path(first.shape, first.dtype), infos)
     return finish_path(sums, periods_per_year)
 
