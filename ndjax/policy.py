@@ -24,7 +24,7 @@ from ndjax.data.features import ANNUAL_VOL, FEATURE_SETS
 from ndjax.dynamics import Action
 from ndjax.errors import ConfigError
 from ndjax.observation import BOOK_FEATURES, Observation, PolicyApply
-from ndjax.targets import banded, project_budget, target_action
+from ndjax.targets import banded, book_vol_capped, project_budget, target_action
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,10 @@ class PolicyConfig:
     the network having to learn it. With `book_vol_target > 0` all weights are then scaled down together so that
     `sum_i w_i sigma_i <= book_vol_target`: the book's vol forecast if every pair of assets moved together (an
     upper bound on it, and what a crash's correlations come close to), so the book as a whole cannot take more
-    risk than the target however many assets the head likes. With `band > 0` an asset trades back to its target
+    risk than the target however many assets the head likes. A binding cap leaves the book's overall scale
+    without a gradient (scaling every weight up is undone by the cap), so with `learn_book_vol` the cap itself is a
+    trained parameter, `exp(log_book_vol)` starting at `book_vol_target`: the objective sets the book's risk
+    level from the training years. With `band > 0` an asset trades back to its target
     only when it is more than `band x max(target, held)` away from it (`targets.banded`, the classical rules'
     no-trade band): fewer small trades, which pay the fee and fill on the wrong side of a limit at the close.
     """
@@ -77,6 +80,9 @@ class PolicyConfig:
     book_vol_target: float = field(default=0.0, metadata={
         "help": "book vol cap: all weights scaled down together so that sum of weight x annual vol forecast (the "
                 "book's vol if all assets moved together) <= this; 0: off (needs regime_vol)"})
+    learn_book_vol: bool = field(default=False, metadata={
+        "help": "make the book vol cap a trained parameter (its log), starting at book_vol_target: the objective "
+                "sets the book's risk level, which a fixed binding cap leaves without a gradient"})
     band: float = field(default=0.0, metadata={
         "help": "no-trade band: an asset trades to its target only when more than band x max(target, held) away "
                 "(entries and exits always); 0: off"})
@@ -94,6 +100,8 @@ class PolicyConfig:
             raise ConfigError(f"PolicyConfig.band: must be in [0, 1), got {self.band}")
         if self.book_vol_target < 0:
             raise ConfigError(f"PolicyConfig.book_vol_target: must be >= 0, got {self.book_vol_target}")
+        if self.learn_book_vol and not self.book_vol_target > 0:
+            raise ConfigError("PolicyConfig.learn_book_vol: needs book_vol_target > 0 (its starting value)")
         for name in ("vol_target", "book_vol_target"):
             if getattr(self, name) > 0 and ANNUAL_VOL not in self.feature_names:
                 raise ConfigError(f"PolicyConfig.{name}: the head then reads log_annual_vol, which the "
@@ -202,6 +210,8 @@ class Policy(nnx.Module):
         self.head_in = nnx.Linear(width, cfg.hidden, rngs=rngs)
         self.head_out = nnx.Linear(cfg.hidden, 1, kernel_init=nnx.initializers.zeros, rngs=rngs)
         self.head_out.bias[...] = jnp.array([cfg.w_bias])
+        if cfg.learn_book_vol:
+            self.log_book_vol = nnx.Param(jnp.log(jnp.asarray(cfg.book_vol_target, jnp.float32)))
 
     def encode(self, features: jax.Array, valid: jax.Array | None = None) -> jax.Array:
         """Market embedding per day and asset.  features (T, N, F), valid (T, N) -> (T, N, D), or (T, N, D + 1)
@@ -242,8 +252,8 @@ class Policy(nnx.Module):
         if self.cfg.vol_target > 0:
             weight = weight * jnp.minimum(self.cfg.vol_target / sigma, self.cfg.vol_scale_cap)
         if self.cfg.book_vol_target > 0:
-            bound = jnp.sum(weight * sigma, axis=-1, keepdims=True)
-            weight = weight * jnp.minimum(self.cfg.book_vol_target / jnp.maximum(bound, 1e-12), 1.0)
+            cap = jnp.exp(self.log_book_vol[...]) if self.cfg.learn_book_vol else self.cfg.book_vol_target
+            weight = book_vol_capped(weight, sigma, cap)
         target = project_budget(weight, obs.margin_rate)
         if self.cfg.band > 0:
             target = banded(target, obs.book[..., 0], self.cfg.band)

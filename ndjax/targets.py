@@ -31,6 +31,13 @@ def project_budget(target: jax.Array, margin_rate: jax.Array) -> jax.Array:
     return target / jnp.maximum(used, 1.0)
 
 
+def book_vol_capped(weight: jax.Array, sigma: jax.Array, cap: jax.Array | float) -> jax.Array:
+    """Weights `(..., N)` scaled down together so that `sum_i w_i sigma_i <= cap` (left alone below it), with
+    `sigma (..., N)` annualised vol forecasts: the book's vol if every pair of assets moved together."""
+    bound = jnp.sum(weight * sigma, axis=-1, keepdims=True)
+    return weight * jnp.minimum(cap / jnp.maximum(bound, 1e-12), 1.0)
+
+
 def banded(target: jax.Array, held: jax.Array, band: float) -> jax.Array:
     """Where the book trades to under a relative no-trade band: `target` for assets more than
     `band x max(target, held)` away from it (entries and exits always), the held weight elsewhere. `(..., N)`."""

@@ -171,6 +171,39 @@ def test_book_vol_cap_scales_every_weight_together():
         PolicyConfig(book_vol_target=0.15)
 
 
+def test_learned_book_vol_cap_starts_at_the_target_and_carries_a_gradient():
+    """With learn_book_vol the cap is exp(a trained parameter): at initialisation the orders equal the fixed cap's,
+    and the bought value has a gradient with respect to the cap's log where the cap binds (sum w sigma = 0.24 >
+    0.15), none where it does not (0.5); the fixed cap has no such parameter."""
+    n, sigma = 4, jnp.array([0.10, 0.20, 0.30, 0.60])
+    ref = jnp.linspace(10.0, 40.0, n)
+    mp = MarketParams(is_crypto=jnp.zeros(n, bool))
+    state = init_state(1.0, ref)
+
+    def setup(**kw):
+        cfg = PolicyConfig(model="mlp", features="regime_vol", **SMALL_POLICY, **kw)
+        graphdef, params = create(cfg, jax.random.PRNGKey(3))
+        k = cfg.feature_names.index("log_annual_vol")
+        feats = jax.random.normal(jax.random.PRNGKey(4), (12, n, cfg.n_features)).at[..., k].set(jnp.log(sigma))
+
+        def bought(p):
+            action = make_apply(graphdef)(p, observe(encode(graphdef, p, feats)[-1], state, mp))
+            return jnp.sum(size_orders(mp, state, action, jnp.ones(n), jnp.asarray(1.0)).buy_qty * ref)
+        return params, jax.jit(jax.value_and_grad(bought))
+
+    fixed_params, fixed = setup(book_vol_target=0.15)
+    assert "log_book_vol" not in fixed_params
+    params, learned = setup(book_vol_target=0.15, learn_book_vol=True)
+    value, grad = learned(params)
+    np.testing.assert_allclose(float(value), float(fixed(fixed_params)[0]), rtol=1e-6)
+    np.testing.assert_allclose(float(value), 0.8 * 0.15 / 0.24, rtol=2e-3)
+    np.testing.assert_allclose(float(grad["log_book_vol"][...]), float(value), rtol=2e-3)  # value ∝ kappa
+    loose_params, loose = setup(book_vol_target=0.5, learn_book_vol=True)
+    assert float(loose(loose_params)[1]["log_book_vol"][...]) == 0.0
+    with pytest.raises(ValueError, match="learn_book_vol"):
+        PolicyConfig(features="regime_vol", learn_book_vol=True)
+
+
 def test_no_trade_band_holds_assets_near_their_target():
     """With band 0.25 and every target at 1 / (N + 1) = 0.2: a weight of 0.19 is left alone (0.01 <= 0.05), 0.1
     is bought up, 0.3 sold down, an empty asset entered; without the band all four trade."""

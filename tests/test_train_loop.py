@@ -61,3 +61,35 @@ def test_a_new_run_never_trains_into_another_runs_checkpoints(tmp_path):
     assert any(float(abs(x - y).max()) > 0 for x, y in zip(leaves(first), leaves(second)))
     with RunCheckpoints(tmp_path / "checkpoints") as ck, pytest.raises(CheckpointError, match="step 2 not saved"):
         ck.save(2, second, 0.0, {})
+
+
+def test_prior_checkpoint_competes_with_every_chunk(tmp_path):
+    """With `prior_checkpoint` the start is saved as step 0 with its own validation score, and the best checkpoint
+    (the run a report loads) is the start unless a chunk beats it; the pure run keeps the same best score. A
+    learning rate of 1e8 wrecks the policy (a worse score, then NaN), so there the start is kept."""
+    _, arr, a, b = small_arrays(8)
+    cfg, trainer = small_trainer(arr, a, b, steps=4, eval_every=2, prior_checkpoint=True)
+    key = jax.random.PRNGKey(0)
+    for name, hp in (("plain", HParams()), ("wrecked", HParams(learning_rate=1e8))):
+        ts = fit(trainer, cfg, hp, key, tmp_path / name, progress=False)
+        start = trainer.init(key, hp)
+        prior = float(jax.jit(trainer.validate)(start.params, hp)["score"])
+        scores = [prior] + [json.loads(ln)["val"]["score"]
+                            for ln in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        scores = [s if s == s else float("-inf") for s in scores]  # NaN ranks last
+        with RunCheckpoints(tmp_path / name / "checkpoints", existing=True) as ck:
+            assert ck.steps() == [0, 2, 4] and ck.best_step() == 2 * scores.index(max(scores))
+            restored, meta = ck.restore(0, start)
+            best = ck.best_step()
+        assert meta["val"]["score"] == pytest.approx(prior)
+        chex.assert_trees_all_equal(restored.params, start.params)
+        assert float(ts.best_score) == pytest.approx(max(scores))
+        pure, _ = jax.jit(trainer.train)(key, hp)
+        assert float(pure.best_score) == pytest.approx(max(scores), rel=1e-5)
+        if name == "wrecked":
+            assert best == 0
+            chex.assert_trees_all_equal(ts.best_params, start.params)
+    plain_cfg, plain = small_trainer(arr, a, b, steps=2, eval_every=2)
+    fit(plain, plain_cfg, HParams(), key, tmp_path / "no_prior", progress=False)
+    with RunCheckpoints(tmp_path / "no_prior" / "checkpoints", existing=True) as ck:
+        assert ck.steps() == [2]

@@ -89,6 +89,8 @@ class TrainConfig:
     initial_cash: float = _option(1.0, "starting equity of a simulated account")
     pool_batch: bool = _option(True, "objective of the batch's pooled daily returns, not the mean over windows")
     drift_free: bool = _option(False, "train on bars with each asset's training-period growth taken out")
+    prior_checkpoint: bool = _option(False, "score the initial parameters on validation as checkpoint step 0, so "
+                                            "a run keeps its start unless training beats it there")
 
     def __post_init__(self) -> None:
         if self.fill not in ("soft", "ste", "hard"):

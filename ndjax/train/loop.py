@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -60,7 +61,8 @@ def fit(
 
     `resume` continues from the latest checkpoint; otherwise a folder that holds checkpoints already raises
     `CheckpointError`, unless `overwrite` deletes them first. `init_params` starts from given parameters
-    (fine-tuning) with a fresh optimiser. `stop_after` ends after that many chunks (used to test resumption). Appends
+    (fine-tuning) with a fresh optimiser. With `cfg.prior_checkpoint` the starting parameters are saved as step 0
+    with their validation score, so the best checkpoint is the start unless training beats it on validation. `stop_after` ends after that many chunks (used to test resumption). Appends
     one JSON line per chunk to `run_dir/metrics.jsonl`; `progress` shows a tqdm bar on stderr.
     """
     run_dir = Path(run_dir)
@@ -79,6 +81,10 @@ def fit(
             if init_params is not None:
                 ts = template._replace(params=init_params, best_params=init_params)
             log_path.unlink(missing_ok=True)
+            if cfg.prior_checkpoint:
+                val = {k: float(v) for k, v in jax.jit(trainer.validate)(ts.params, hp).items()}
+                ts = ts._replace(best_score=jnp.asarray(val["score"], jnp.float32))  # the start's own (--init-from too)
+                checkpoints.save(0, ts, val["score"], dict(meta or {}, val=val))
         chunk = jax.jit(trainer.chunk)
         t0 = time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=int(ts.step), unit="update", disable=not progress, dynamic_ncols=True)

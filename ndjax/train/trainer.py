@@ -100,13 +100,14 @@ def path_metrics(infos: Any, periods_per_year: float) -> dict[str, jax.Array]:
 class Trainer:
     """The pieces of a run. `train(key, hparams)` is the whole run as one pure function; `loss(params, hparams, key)`
     is the negated objective of one sampled batch; `init` and `chunk` (eval_every updates then one validation)
-    let a host loop checkpoint between chunks."""
+    let a host loop checkpoint between chunks; `validate(params, hparams)` the validation metrics and score."""
 
     graphdef: nnx.GraphDef
     loss: Callable[[Any, HParams, jax.Array], tuple[jax.Array, dict]]
     init: Callable[[jax.Array, HParams], TrainState]
     chunk: Callable[[TrainState, HParams], tuple[TrainState, dict]]
     train: Callable[[jax.Array, HParams], tuple[TrainState, dict]]
+    validate: Callable[[Any, HParams], dict]
 
 
 def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketArrays) -> Trainer:
@@ -170,7 +171,10 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         return dict({name: getattr(stats, name) for name in TRAIN_METRICS}, score=score)
 
     def init(key: jax.Array, hp: HParams) -> TrainState:
-        return init_train_state(cfg, hp, key)
+        ts = init_train_state(cfg, hp, key)
+        if cfg.prior_checkpoint:  # the start competes with every later validation
+            ts = ts._replace(best_score=validate(ts.params, hp)["score"])
+        return ts
 
     def chunk(ts: TrainState, hp: HParams) -> tuple[TrainState, dict]:
         ts, train_metrics = jax.lax.scan(lambda s, _: update(s, hp), ts, None, length=cfg.eval_every)
@@ -184,4 +188,4 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         ts = init(key, hp)
         return jax.lax.scan(lambda s, _: chunk(s, hp), ts, None, length=cfg.n_evals)
 
-    return Trainer(graphdef=graphdef, loss=batch_loss, init=init, chunk=chunk, train=train)
+    return Trainer(graphdef=graphdef, loss=batch_loss, init=init, chunk=chunk, train=train, validate=validate)
