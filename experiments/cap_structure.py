@@ -50,7 +50,6 @@ def main() -> None:
     caps = [float(c) for c in args.caps.split(",")]
     dates = MarketSource(data_dir=args.data_dir).load().dates
     folds = make_folds(dates, yearly_tests(dates, args.first_test, args.val_days), args.val_days)
-    mp_of = lambda m: market_params(HParams(), jnp.asarray(m.is_crypto), "hard")  # noqa: E731
     names = [f"{c:g}" for c in caps]
     pieces: dict[str, list] = {k: [] for k in ["buy_and_hold", *names, "nested"]}
     tested = []
@@ -60,7 +59,8 @@ def main() -> None:
         books = capped_books(market.n_assets, annual_vol(market), caps)
         start = int(np.searchsorted(market.dates, np.datetime64(fold.test_start)))  # flat at its close, as held_out
         first = int(np.argmax(market.tradable.any(axis=1)))
-        mp, cash, bars = mp_of(market), jnp.asarray(1.0, jnp.float32), market.bars()
+        mp = market_params(HParams(), jnp.asarray(market.is_crypto), "hard")
+        cash, bars = jnp.asarray(1.0, jnp.float32), market.bars()
         rows = lambda lo, hi: jax.tree_util.tree_map(lambda x: x[lo:hi], bars)  # noqa: E731
         before = run_targets(mp, rows(first, start), {k: w[first:start] for k, w in books.items()}, cash)
         scores = {k: float(summary(v, rows_per_year(market.dates[first + 1:start])).sortino)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
 from ndjax.data.source import MarketSource
+from ndjax.runs.folder import load_run
 from ndjax.runs.folds import choose_by_validation, drawdown_target, fold_universe, make_folds, validation_sortino
 from ndjax.runs.job import JobSpec
 
@@ -50,12 +53,8 @@ def test_drawdown_target():
 def test_nested_validation_reads_the_best_checkpoint_s_validation_sortino(run_dir):
     """The figure γ is chosen by is the validation Sortino logged at the step of the run's best score; the choice
     is the highest figure, NaN never wins, ties go to the first value, all-NaN is a named error."""
-    import json
-
     log = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     best = max(log, key=lambda r: r["val"]["score"])
-    from ndjax.runs.folder import load_run
-
     assert validation_sortino(load_run(run_dir).checkpoint_meta) == pytest.approx(best["val"]["sortino"], rel=1e-6)
     assert choose_by_validation({1.0: 0.3, 3.0: 0.9, 10.0: float("nan")}) == 3.0
     assert choose_by_validation({1.0: float("nan"), 3.0: -0.2, 10.0: -0.2}) == 3.0

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ndjax.files import atomic_write_text
 from ndjax.train.checkpoints import CheckpointError, RunCheckpoints, saved_steps
 from ndjax.train.config import HParams, TrainConfig
-from ndjax.train.trainer import Trainer, TrainState
+from ndjax.train.trainer import Trainer, TrainState, init_train_state
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
@@ -62,13 +62,16 @@ def fit(
     `resume` continues from the latest checkpoint; otherwise a folder that holds checkpoints already raises
     `CheckpointError`, unless `overwrite` deletes them first. `init_params` starts from given parameters
     (fine-tuning) with a fresh optimiser. With `cfg.prior_checkpoint` the starting parameters are saved as step 0
-    with their validation score, so the best checkpoint is the start unless training beats it on validation. `stop_after` ends after that many chunks (used to test resumption). Appends
-    one JSON line per chunk to `run_dir/metrics.jsonl`; `progress` shows a tqdm bar on stderr.
+    with their validation score, so the best checkpoint is the start unless training beats it on validation.
+    `stop_after` ends after that many chunks (used to test resumption). Appends one JSON line per chunk to
+    `run_dir/metrics.jsonl`; `progress` shows a tqdm bar on stderr.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / METRICS_FILE
-    template = trainer.init(key, hp)
+    # `trainer.init` without its prior validation (`prior_checkpoint`): the fresh start below scores the start once,
+    # jitted, and a resumed run restores its scores
+    template = init_train_state(cfg, hp, key)
     check_fresh(run_dir, resume=resume, overwrite=overwrite)
     if overwrite and not resume:
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
