@@ -35,8 +35,8 @@ from ndjax.metrics import drawdown, summary
 from ndjax.policy import PolicyConfig
 from ndjax.report.writers import write_json, write_rows
 from ndjax.runs.chain import chain_paths, rows_per_year
-from ndjax.runs.folds import (Fold, choose_by_validation, drawdown_target, fold_universe, make_folds, run_fold,
-                              validation_sortino, yearly_tests)
+from ndjax.runs.folds import (Fold, choose_by_validation, drawdown_target, evaluate_ensemble, fold_universe,
+                              make_folds, run_fold, validation_sortino, yearly_tests)
 from ndjax.runs.job import JobResult, JobSpec
 from ndjax.train.checkpoints import saved_steps
 from ndjax.train.config import HParams, TrainConfig
@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--risk-aversion-grid", help="comma list of risk aversions: each fold trains one run per value "
                                                 "and keeps the one with the best validation Sortino (nested "
                                                 "validation; the test is never looked at). Costs one run per value")
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="seeds per fold: each fold trains runs with seeds --seed .. --seed + K - 1 (into FOLD/seed-S) "
+                        "and tests the mean of their target weights (ndjax/ensemble.py). Costs one run per seed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/walk_forward")
     p.add_argument("--overwrite", action="store_true", help="retrain folds whose folders hold an earlier run")
@@ -160,6 +163,9 @@ def walk_forward(args: argparse.Namespace) -> dict:
     if isinstance(grid, tuple):
         raise ConfigError(f"--risk-aversion-grid: expected a comma list of values, got the range "
                           f"{args.risk_aversion_grid!r}")
+    if args.ensemble < 1 or (args.ensemble > 1 and grid):
+        raise ConfigError(f"--ensemble: a whole number of seeds >= 1, without --risk-aversion-grid; got "
+                          f"{args.ensemble}" + (" with a grid" if grid else ""))
     t0 = time.perf_counter()
     market = spec.source.load()
     tests = args.tests.split(",") if args.tests else yearly_tests(market.dates, args.first_test, args.val_days)
@@ -182,15 +188,24 @@ def walk_forward(args: argparse.Namespace) -> dict:
             nested = {"risk_aversion": chosen, "validation_sortino": scores}
             print(f"  nested validation: gamma {chosen:g} (validation Sortino "
                   + ", ".join(f"{g:g}: {v:.2f}" for g, v in scores.items()) + ")", file=sys.stderr, flush=True)
+        elif args.ensemble > 1:
+            seeds = range(args.seed, args.seed + args.ensemble)
+            runs = {s: fold_job(args, replace(spec, seed=s), fold, fold_dir / f"seed-{s}") for s in seeds}
+            chosen, nested = None, {"ensemble_seeds": list(seeds),
+                                    "validation_sortino": {s: validation_sortino(r.checkpoint_meta)
+                                                           for s, r in runs.items()}}
         else:
             runs, chosen, nested = {None: fold_job(args, spec, fold, fold_dir)}, None, {}
-        result = runs[chosen]
+        if args.ensemble > 1:
+            stats, paths, test_dates = evaluate_ensemble(spec, fold, [r.run_dir for r in runs.values()])
+        else:
+            stats, paths, test_dates = runs[chosen].stats, runs[chosen].paths, runs[chosen].dates
         report.append({"name": fold.name, "test_start": fold.test_start, "test_end": fold.test_end,
                        "train_seconds": round(sum(r.train_seconds for r in runs.values()), 1),
-                       **nested, "stats": {k: result.stats[k].as_dict() for k in STRATEGIES}})  # the fold report's
+                       **nested, "stats": {k: stats[k].as_dict() for k in STRATEGIES}})  # the fold report's
         for k in STRATEGIES:  # policy, buy_and_hold, cash, trend, inverse_vol (runs.evaluate.held_out)
-            pieces[k].append((universe, result.paths[k]))
-        dates.append(np.asarray(result.dates))
+            pieces[k].append((universe, paths[k]))
+        dates.append(np.asarray(test_dates))
         write_json(out / "walk_forward_partial.json",  # the folds so far, should the run be stopped before the end
                    {"folds": report, "seconds": round(time.perf_counter() - t0, 1)})
     chained = {k: chain_paths(pieces[k])[1] for k in STRATEGIES}

@@ -237,9 +237,9 @@ class Policy(nnx.Module):
                 x = layer(x)
         return self.norm(x)
 
-    def decide(self, obs: Observation) -> Action:
-        """Limit orders for the next bar from one observation: embedding row (N, D), book (N, 3), the marks and
-        the margin rules (`observe(..., params)`)."""
+    def target_weights(self, obs: Observation) -> jax.Array:
+        """The head's target weights `(..., N)` for the next bar, inside the book vol cap and the initial margin
+        (before the no-trade band), from one observation: embedding row (N, D), book (N, 3), the margin rules."""
         market = obs.market[..., : self.cfg.d_model]
         parts = [market, obs.book]
         if self.cfg.pooled:
@@ -254,10 +254,19 @@ class Policy(nnx.Module):
         if self.cfg.book_vol_target > 0:
             cap = jnp.exp(self.log_book_vol[...]) if self.cfg.learn_book_vol else self.cfg.book_vol_target
             weight = book_vol_capped(weight, sigma, cap)
-        target = project_budget(weight, obs.margin_rate)
-        if self.cfg.band > 0:
-            target = banded(target, obs.book[..., 0], self.cfg.band)
-        return target_action(target, obs, obs.margin_rate, obs.maker_fee)
+        return project_budget(weight, obs.margin_rate)
+
+    def decide(self, obs: Observation) -> Action:
+        """Limit orders for the next bar from one observation: embedding row (N, D), book (N, 3), the marks and
+        the margin rules (`observe(..., params)`)."""
+        return orders(self.target_weights(obs), obs, self.cfg.band)
+
+
+def orders(target: jax.Array, obs: Observation, band: float) -> Action:
+    """The `Action` trading the book of `obs` toward `target (..., N)` through the no-trade `band` (0: none)."""
+    if band > 0:
+        target = banded(target, obs.book[..., 0], band)
+    return target_action(target, obs, obs.margin_rate, obs.maker_fee)
 
 
 def create(cfg: PolicyConfig, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -132,3 +133,29 @@ def test_no_fold_reads_a_bar_after_its_test(tmp_path_factory, first, step, val_d
             np.testing.assert_array_equal(np.asarray(getattr(clean.arrays, field)),
                                           np.asarray(getattr(poisoned.arrays, field)))
         assert (clean.config.split, clean.config.symbols) == (poisoned.config.split, poisoned.config.symbols)
+
+
+def test_a_fold_s_seed_ensemble_is_tested_like_one_run(tmp_path):
+    """`evaluate_ensemble` of one run reproduces that run's own test (policy and baselines); of two seeds, the
+    baselines are the same and the policy's path is another, finite one."""
+    import chex
+
+    from ndjax.policy import PolicyConfig
+    from ndjax.runs.folds import evaluate_ensemble, run_fold
+    from ndjax.train.config import TrainConfig
+
+    _write_folder(tmp_path / "data", 3)
+    fold = make_folds(np.arange(np.datetime64("2019-01-01"), np.datetime64("2023-01-01")), ["2022-01-01"], 60)[0]
+    spec = JobSpec(source=MarketSource(data_dir=str(tmp_path / "data")),
+                   train=TrainConfig(window=8, steps=2, eval_every=1,
+                                     policy=PolicyConfig(lookback=4, features="regime_vol", book_vol_target=0.15)))
+    runs = [run_fold(replace(spec, seed=s), fold, tmp_path / f"seed-{s}", rows=False,
+                     progress=False) for s in (0, 1)]
+    stats, paths, dates = evaluate_ensemble(spec, fold, [runs[0].run_dir])
+    np.testing.assert_array_equal(dates, runs[0].dates)
+    for name in ("policy", "buy_and_hold", "trend", "inverse_vol"):
+        chex.assert_trees_all_close(paths[name], runs[0].paths[name], rtol=1e-6)
+    both, paths2, _ = evaluate_ensemble(spec, fold, [r.run_dir for r in runs])
+    chex.assert_trees_all_close(paths2["buy_and_hold"], paths["buy_and_hold"])
+    chex.assert_tree_all_finite(paths2["policy"])
+    assert float(both["policy"].total_return) != float(stats["policy"].total_return)

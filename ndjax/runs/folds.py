@@ -14,10 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from ndjax.classical import classical_targets
 from ndjax.data.calendar import row_at_or_after, to_day
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
-from ndjax.runs.job import JobResult, JobSpec, train_job
+from ndjax.ensemble import ensemble
+from ndjax.metrics import PathStats, summary
+from ndjax.runs.evaluate import held_out
+from ndjax.runs.folder import load_run
+from ndjax.runs.job import JobResult, JobSpec, prepare_run, train_job
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,20 @@ def fold_spec(spec: JobSpec, fold: Fold) -> JobSpec:
 def run_fold(spec: JobSpec, fold: Fold, out: str | Path, **job_kwargs: Any) -> JobResult:
     """Train and test one fold (`fold_spec`) into the run folder `out`."""
     return train_job(fold_spec(spec, fold), out, **job_kwargs)
+
+
+def evaluate_ensemble(spec: JobSpec, fold: Fold, run_dirs: list[str | Path]) -> tuple[dict[str, PathStats], dict, Any]:
+    """The seed ensemble (`ndjax.ensemble`) of the best checkpoints of the fold's runs in `run_dirs` (trained by
+    `run_fold` from `spec` with different seeds), tested on the fold beside the baselines as `train_job` tests one
+    run. Returns `(stats, paths, dates)` by strategy name, as `JobResult.stats`, `.paths` and `.dates`."""
+    prepared = prepare_run(fold_spec(spec, fold))
+    runs = [load_run(d) for d in run_dirs]
+    graphdef, params = ensemble(runs[0].graphdef, [r.params for r in runs])
+    config, b = prepared.config, prepared.val_rows
+    result = held_out(graphdef, params, prepared.arrays, b, runs[0].context, config.market_params("hard"), None,
+                      config.train.initial_cash, spec.source.truth(prepared.market), classical_targets(prepared.market))
+    stats = {k: summary(v, config.periods_per_year) for k, v in result.paths.items()}
+    return stats, result.paths, prepared.market.dates[b + 1:]
 
 
 def validation_sortino(checkpoint_meta: Mapping[str, Any]) -> float:
