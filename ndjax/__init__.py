@@ -30,7 +30,7 @@ _EXPORTS: dict[str, str] = {
     "MarketArrays": "ndjax.data.arrays", "prepare": "ndjax.data.arrays",
     # policies, simulation, objectives, statistics
     "Observation": "ndjax.observation", "observe": "ndjax.observation", "target_action": "ndjax.targets",
-    "PolicyConfig": "ndjax.policy", "make_apply": "ndjax.policy",
+    "PolicyConfig": "ndjax.policy", "make_apply": "ndjax.policy", "Ensemble": "ndjax.ensemble",
     "simulate": "ndjax.sim", "rollout": "ndjax.sim", "simulate_policy": "ndjax.sim",
     "OBJECTIVES": "ndjax.loss", "get_objective": "ndjax.loss", "PathStats": "ndjax.metrics",
     "path_stats": "ndjax.metrics",

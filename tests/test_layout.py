@@ -19,8 +19,10 @@ LAYERS: dict[str, int] = {
     "ndjax.data.calendar": 2, "ndjax.data.plausible": 2,
     "ndjax.data.market": 3, "ndjax.data.loading": 4, "ndjax.data.features": 4,
     "ndjax.data.synthetic": 4, "ndjax.data.splits": 4, "ndjax.data.source": 5, "ndjax.data.arrays": 5,
-    # what a policy sees -> target weights to orders -> the policy -> simulation -> objectives -> statistics
-    "ndjax.observation": 6, "ndjax.targets": 7, "ndjax.policy": 8, "ndjax.sim": 9, "ndjax.loss": 10,
+    # what a policy sees -> target weights to orders -> the policy -> its seed ensembles, simulation -> objectives ->
+    # statistics
+    "ndjax.observation": 6, "ndjax.targets": 7, "ndjax.policy": 8, "ndjax.ensemble": 9, "ndjax.sim": 9,
+    "ndjax.loss": 10,
     "ndjax.metrics": 11,
     # reference strategies and reports
     "ndjax.baselines": 12, "ndjax.classical": 12, "ndjax.oracle": 12, "ndjax.report.plots": 12,
