@@ -2,9 +2,9 @@
 
 The ensemble's book is the mean of its members' target weights (each inside the book vol cap and the initial
 margin, so their mean is too), traded through the members' no-trade band. Averaging K independently trained
-cross-sections keeps what they agree on and shrinks what each learned from its own seed's noise by about
-`1/sqrt(K)`. It is an `nnx.Module` with the policy's `encode`/`decide` interface, so everything that simulates a
-policy (`sim`, `runs.evaluate`, `runs.plan`) runs it unchanged from its `nnx.split` graph and parameters.
+cross-sections keeps what they agree on and shrinks what is particular to one seed. It is an `nnx.Module` with the
+policy's `encode`/`decide` interface, so what simulates a policy from its `nnx.split` graph and parameters
+(`sim.simulate_policy`, `runs.evaluate.held_out`) runs an ensemble unchanged.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import chex
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,9 +14,12 @@ from hypothesis import strategies as st
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
 from ndjax.data.source import MarketSource
+from ndjax.policy import PolicyConfig
 from ndjax.runs.folder import load_run
-from ndjax.runs.folds import choose_by_validation, drawdown_target, fold_universe, make_folds, validation_sortino
-from ndjax.runs.job import JobSpec
+from ndjax.runs.folds import (choose_by_validation, drawdown_target, evaluate_ensemble, fold_spec, fold_universe,
+                              make_folds, run_fold, validation_sortino)
+from ndjax.runs.job import JobSpec, start_run
+from ndjax.train.config import TrainConfig
 
 
 def test_folds_are_contiguous_and_causal():
@@ -106,11 +110,6 @@ def _write_folder(path, rng_seed: int, poison_after: str | None = None):
        val_days=st.integers(30, 120), seed=st.integers(0, 100))
 def test_no_fold_reads_a_bar_after_its_test(tmp_path_factory, first, step, val_days, seed):
     """Training, validation and normalisation of every fold are the same whatever the bars after its test are."""
-    from ndjax.policy import PolicyConfig
-    from ndjax.runs.folds import fold_spec
-    from ndjax.runs.job import start_run
-    from ndjax.train.config import TrainConfig
-
     root = tmp_path_factory.mktemp("wf")
     _write_folder(root / "clean", seed)
     tests = [str(np.datetime64(first) + k * step) for k in range(3)]
@@ -138,19 +137,12 @@ def test_no_fold_reads_a_bar_after_its_test(tmp_path_factory, first, step, val_d
 def test_a_fold_s_seed_ensemble_is_tested_like_one_run(tmp_path):
     """`evaluate_ensemble` of one run reproduces that run's own test (policy and baselines); of two seeds, the
     baselines are the same and the policy's path is another, finite one."""
-    import chex
-
-    from ndjax.policy import PolicyConfig
-    from ndjax.runs.folds import evaluate_ensemble, run_fold
-    from ndjax.train.config import TrainConfig
-
     _write_folder(tmp_path / "data", 3)
     fold = make_folds(np.arange(np.datetime64("2019-01-01"), np.datetime64("2023-01-01")), ["2022-01-01"], 60)[0]
     spec = JobSpec(source=MarketSource(data_dir=str(tmp_path / "data")),
                    train=TrainConfig(window=8, steps=2, eval_every=1,
                                      policy=PolicyConfig(lookback=4, features="regime_vol", book_vol_target=0.15)))
-    runs = [run_fold(replace(spec, seed=s), fold, tmp_path / f"seed-{s}", rows=False,
-                     progress=False) for s in (0, 1)]
+    runs = [run_fold(replace(spec, seed=s), fold, tmp_path / f"seed-{s}", rows=False, progress=False) for s in (0, 1)]
     stats, paths, dates = evaluate_ensemble(spec, fold, [runs[0].run_dir])
     np.testing.assert_array_equal(dates, runs[0].dates)
     for name in ("policy", "buy_and_hold", "trend", "inverse_vol"):

@@ -14,15 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from ndjax.classical import classical_targets
 from ndjax.data.calendar import row_at_or_after, to_day
 from ndjax.data.loading import listed_symbols
 from ndjax.data.market import DataError
 from ndjax.ensemble import ensemble
 from ndjax.metrics import PathStats, summary
-from ndjax.runs.evaluate import held_out
 from ndjax.runs.folder import load_run
-from ndjax.runs.job import JobResult, JobSpec, prepare_run, train_job
+from ndjax.runs.job import JobResult, JobSpec, held_out_policy, prepare_run, train_job
 
 
 @dataclass(frozen=True)
@@ -95,12 +93,9 @@ def evaluate_ensemble(spec: JobSpec, fold: Fold, run_dirs: list[str | Path]) -> 
     run. Returns `(stats, paths, dates)` by strategy name, as `JobResult.stats`, `.paths` and `.dates`."""
     prepared = prepare_run(fold_spec(spec, fold))
     runs = [load_run(d) for d in run_dirs]
-    graphdef, params = ensemble(runs[0].graphdef, [r.params for r in runs])
-    config, b = prepared.config, prepared.val_rows
-    result = held_out(graphdef, params, prepared.arrays, b, runs[0].context, config.market_params("hard"), None,
-                      config.train.initial_cash, spec.source.truth(prepared.market), classical_targets(prepared.market))
-    stats = {k: summary(v, config.periods_per_year) for k, v in result.paths.items()}
-    return stats, result.paths, prepared.market.dates[b + 1:]
+    paths = held_out_policy(prepared, *ensemble(runs[0].graphdef, [r.params for r in runs]), runs[0].context).paths
+    stats = {k: summary(v, prepared.config.periods_per_year) for k, v in paths.items()}
+    return stats, paths, prepared.market.dates[prepared.val_rows + 1:]
 
 
 def validation_sortino(checkpoint_meta: Mapping[str, Any]) -> float:

@@ -23,7 +23,7 @@ from ndjax.data.source import MarketSource
 from ndjax.data.splits import split_rows
 from ndjax.metrics import PathStats, summary
 from ndjax.report.writers import json_text, write_period_report
-from ndjax.runs.evaluate import captured_share, held_out
+from ndjax.runs.evaluate import HeldOut, captured_share, held_out
 from ndjax.runs.folder import CONFIG_FILE, RunConfig, RunError, load_config, load_run, restore_params, save_config
 from ndjax.train.checkpoints import saved_steps
 from ndjax.train.config import HParams, TrainConfig
@@ -186,6 +186,15 @@ def _differing(new: dict, old: dict) -> str:
     return "differs in " + ", ".join(keys)
 
 
+def held_out_policy(prepared: PreparedRun, graphdef: Any, params: Any, context: int) -> HeldOut:
+    """The held-out test of a policy (`graphdef`, `params`, reading `context` rows) on the rows of `prepared` after
+    its validation, hard fills, beside the baselines, the classical rules and (synthetic market) the oracle:
+    `runs.evaluate.held_out`'s `HeldOut`, time on axis 0."""
+    config = prepared.config
+    return held_out(graphdef, params, prepared.arrays, prepared.val_rows, context, config.market_params("hard"), None,
+                    config.train.initial_cash, config.source.truth(prepared.market), classical_targets(prepared.market))
+
+
 def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite: bool = False,
               init_from: str | Path | None = None, keep: int = 3, rows: bool = True, progress: bool = True,
               log: Any = None) -> JobResult:
@@ -216,8 +225,7 @@ def train_job(spec: JobSpec, out: str | Path, *, resume: bool = False, overwrite
     t_train = time.perf_counter() - t_train
 
     run = load_run(out)
-    result = held_out(run.graphdef, run.params, prepared.arrays, b, run.context, config.market_params("hard"),
-                      None, cfg.initial_cash, spec.source.truth(prepared.market), classical_targets(prepared.market))
+    result = held_out_policy(prepared, run.graphdef, run.params, run.context)
     test_dates = prepared.market.dates[b + 1:]
     title = [f"Policy (best checkpoint, step {run.step}, validation score {float(run.checkpoint_meta['score']):.3f}), "
              f"held-out test {test_dates[0]} .. {test_dates[-1]}, hard fills"]
