@@ -4,9 +4,10 @@ training rows only, context splits."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ndjax.data.arrays import context_split, drift_free, prepare, sample_window
+from ndjax.data.arrays import context_split, drift_free, drifted, prepare, sample_window
 from ndjax.data.features import compute_features
 from tests.helpers import small_arrays
 
@@ -57,3 +58,28 @@ def test_drift_free_bars_keep_their_shape_and_lose_their_growth():
         np.testing.assert_allclose(np.log(getattr(flat, name) / flat.close), np.log(getattr(arr, name) / arr.close),
                                    atol=1e-5)
     np.testing.assert_array_equal(flat.features, arr.features)
+
+
+def test_a_drifted_window_grows_by_its_drift_on_each_asset_s_own_bars():
+    """Every bar-to-bar log return of an asset gains drift / bars a year (252 for a stock, 365 for crypto); the
+    bar's range, the carried prices of untradable rows and the features are kept; a zero drift changes nothing."""
+    _, arr, _, _ = small_arrays(4, 0.0, n_days=300, n_stocks=2, n_crypto=2)
+    drift = jnp.asarray([0.3, -0.2, 0.5, -0.4])
+    grown = jax.jit(drifted)(arr, drift)
+    t = np.asarray(arr.tradable) > 0
+    crypto = np.asarray(arr.is_crypto)
+    for j in range(arr.close.shape[1]):
+        idx = np.flatnonzero(t[:, j])
+        gain = np.diff(np.log(np.asarray(grown.close, np.float64)[idx, j])) - np.diff(
+            np.log(np.asarray(arr.close, np.float64)[idx, j]))
+        np.testing.assert_allclose(gain, float(drift[j]) / (365 if crypto[j] else 252), atol=3e-6)
+        scale = np.asarray(grown.close, np.float64)[:, j] / np.asarray(arr.close, np.float64)[:, j]
+        carried = np.flatnonzero(~t[1:, j]) + 1  # an untradable row keeps the scale of the row before it
+        np.testing.assert_allclose(scale[carried], scale[carried - 1], rtol=1e-6)
+    for name in ("high", "low", "open"):
+        np.testing.assert_allclose(np.log(getattr(grown, name) / grown.close), np.log(getattr(arr, name) / arr.close),
+                                   atol=1e-5)
+    np.testing.assert_array_equal(grown.features, arr.features)
+    same = jax.jit(drifted)(arr, jnp.zeros(4))
+    for name in ("high", "low", "close", "open"):
+        np.testing.assert_array_equal(getattr(same, name), getattr(arr, name))

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ndjax.data.calendar import CRYPTO_PERIODS_PER_YEAR, STOCK_PERIODS_PER_YEAR
 from ndjax.data.features import FEATURE_NAMES, Normalizer, compute_features
 from ndjax.data.market import MarketData
 from ndjax.dynamics import Bar
@@ -70,6 +71,17 @@ def sample_window(arrays: MarketArrays, key: jax.Array, length: int, n_assets: i
     return arrays.window(start, length, jax.random.permutation(k_assets, N)[:n_assets])
 
 
+def _grown(arrays: MarketArrays, log_drift: jax.Array) -> MarketArrays:
+    """The same bars with each asset's prices scaled by `exp(log_drift k)` after its k-th bar (`log_drift (N,)` per
+    bar); untradable rows carry the scale of the bar before them. Features are left as they are."""
+    listed_before = jnp.concatenate([jnp.zeros_like(arrays.valid[:1]), arrays.valid[:-1]])
+    bar = (arrays.tradable > 0) & arrays.valid & listed_before
+    scale = jnp.exp(log_drift * jnp.cumsum(bar, axis=0))
+    times = lambda x: None if x is None else x * scale  # noqa: E731
+    return arrays.replace(high=times(arrays.high), low=times(arrays.low), close=times(arrays.close),
+                          open=times(arrays.open))
+
+
 def drift_free(arrays: MarketArrays) -> MarketArrays:
     """The same bars with each asset's average growth taken out: prices scaled by `exp(-d k)` after the asset's
     k-th bar, `d = mean + var / 2` of its bar-to-bar log returns, so its mean simple return is about zero. Training
@@ -83,11 +95,15 @@ def drift_free(arrays: MarketArrays) -> MarketArrays:
     n = jnp.maximum(bar.sum(0), 1)
     mean = r.sum(0) / n
     var = jnp.where(bar, (r - mean) ** 2, 0.0).sum(0) / n
-    k = jnp.cumsum(bar, axis=0)
-    scale = jnp.exp(-(mean + 0.5 * var) * k)
-    times = lambda x: None if x is None else x * scale  # noqa: E731
-    return arrays.replace(high=times(arrays.high), low=times(arrays.low), close=times(arrays.close),
-                          open=times(arrays.open))
+    return _grown(arrays, -(mean + 0.5 * var))
+
+
+def drifted(arrays: MarketArrays, annual_drift: jax.Array) -> MarketArrays:
+    """The same bars with an extra log growth of `annual_drift (N,)` a year on each asset (spread over its own bars:
+    252 a year for a stock, 365 for crypto). Drift augmentation draws one per training window, so that holding
+    what happened to rise does not always pay. Features are left as they are. Shapes as `arrays`."""
+    bars_per_year = jnp.where(arrays.is_crypto, CRYPTO_PERIODS_PER_YEAR, STOCK_PERIODS_PER_YEAR)
+    return _grown(arrays, annual_drift / bars_per_year)
 
 
 def market_arrays(market: MarketData, features: np.ndarray, dtype: Any = jnp.float32) -> MarketArrays:

@@ -41,6 +41,8 @@ class HParams:
     return_weight: Any = _hparam(RETURN_WEIGHT, "weight of the annualised return in the 'score' objective")
     risk_aversion: Any = _hparam(RISK_AVERSION, "gamma of the 'mean_variance' objective (mean - gamma/2 variance)")
     feature_noise: Any = _hparam(0.5, "sd of Gaussian noise on the normalised features of training windows (0: none)")
+    drift_sd: Any = _hparam(0.0, "sd of a random annual log drift added to each asset of each training window "
+                                 "(drift augmentation; 0: none)")
     fill_temperature: Any = _hparam(5e-3, "soft-fill scale of the training gradients, a fraction of the close")
     maker_fee: Any = _market_rule("maker_fee")
     stock_max_leverage: Any = _market_rule("stock_max_leverage")
@@ -59,8 +61,10 @@ class HParams:
                      **{k: np.asarray(getattr(self, k), np.float64) for k in MARKET_RULES})
         if np.any(np.asarray(self.learning_rate) <= 0):
             raise ConfigError(f"HParams.learning_rate: must be > 0, got {self.learning_rate}")
-        if np.any(np.asarray(self.feature_noise) < 0):
-            raise ConfigError(f"HParams.feature_noise: must be >= 0, got {self.feature_noise}")
+        for name in ("feature_noise", "drift_sd"):
+            if np.any(np.asarray(getattr(self, name)) < 0):
+                raise ConfigError(f"HParams.{name} (--{name.replace('_', '-')}): must be >= 0, got "
+                                  f"{getattr(self, name)}")
         return self
 
 

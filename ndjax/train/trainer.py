@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ndjax.data.arrays import MarketArrays, drift_free, sample_window
+from ndjax.data.arrays import MarketArrays, drift_free, drifted, sample_window
 from ndjax.data.features import ANNUAL_VOL
 from ndjax.errors import ConfigError
 from ndjax.loss import evaluate_returns, evaluate_sums
@@ -137,6 +137,7 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         if cfg.policy.reads_vol:  # the head's vol forecast is a scale, not an input to blur
             noise = noise * jnp.asarray([name != ANNUAL_VOL for name in cfg.policy.feature_names], noise.dtype)
         win = win.replace(features=win.features + hp.feature_noise * noise)
+        win = drifted(win, hp.drift_sd * jax.random.normal(jax.random.fold_in(key, 1), (k,), win.close.dtype))
         mp = market_params(hp, win.is_crypto, cfg.fill, cfg.interest, cfg.margin_call)
         _, infos = simulate_policy(graphdef, params, win, mp, L, cfg.initial_cash)
         return infos.returns, path_metrics(infos, P)
