@@ -28,6 +28,8 @@ RETURN_WEIGHT = 0.08
 """Default weight of the annualised return in "score" (`HParams.return_weight`)."""
 RISK_AVERSION = 10.0
 """Default gamma of "mean_variance" (`HParams.risk_aversion`)."""
+DRAWDOWN_WEIGHT = 0.1
+"""Default weight of the maximum drawdown in "mean_variance_drawdown" (`HParams.drawdown_weight`)."""
 CALMAR_EPS = 1e-4
 """Drawdown floor of "calmar"."""
 
@@ -54,12 +56,18 @@ def _mean_variance(sums: ReturnSums, periods_per_year: float, risk_aversion: flo
     return (sums.mean - 0.5 * risk_aversion * sums.variance) * periods_per_year
 
 
+def _mean_variance_drawdown(sums: ReturnSums, periods_per_year: float, risk_aversion: float = RISK_AVERSION,
+                            drawdown_weight: float = DRAWDOWN_WEIGHT) -> jax.Array:
+    return _mean_variance(sums, periods_per_year, risk_aversion) - drawdown_weight * sums.max_drawdown
+
+
 def _calmar(sums: ReturnSums, periods_per_year: float) -> jax.Array:
     return sums.mean * periods_per_year / (sums.max_drawdown + CALMAR_EPS)
 
 
 OBJECTIVES: dict[str, Callable[..., jax.Array]] = {
     "mean_variance": _mean_variance,
+    "mean_variance_drawdown": _mean_variance_drawdown,
     "score": _score,
     "sortino": lambda sums, periods_per_year: sums.sortino(periods_per_year),
     "sharpe": lambda sums, periods_per_year: sums.sharpe(periods_per_year),
@@ -67,7 +75,7 @@ OBJECTIVES: dict[str, Callable[..., jax.Array]] = {
     "calmar": _calmar,
 }
 """Each objective as a function of a path's `ReturnSums`, the periods per year and the hyperparameters it takes by
-name (`return_weight`, `risk_aversion`)."""
+name (`return_weight`, `risk_aversion`, `drawdown_weight`)."""
 
 
 def get_objective(name: str) -> Callable[..., jax.Array]:
@@ -79,23 +87,23 @@ def get_objective(name: str) -> Callable[..., jax.Array]:
 
 def evaluate_sums(
     sums: ReturnSums, name: str = "score", periods_per_year: float = 252, return_weight: float = RETURN_WEIGHT,
-    risk_aversion: float = RISK_AVERSION,
+    risk_aversion: float = RISK_AVERSION, drawdown_weight: float = DRAWDOWN_WEIGHT,
 ) -> jax.Array:
     """The objective `OBJECTIVES[name]` of accumulated `ReturnSums` (fields `(...)`), given the hyperparameters it
     takes by name: the value `evaluate_returns` gives for the returns they were accumulated from, bit for bit."""
     objective = get_objective(name)
-    options = {"return_weight": return_weight, "risk_aversion": risk_aversion}
+    options = {"return_weight": return_weight, "risk_aversion": risk_aversion, "drawdown_weight": drawdown_weight}
     taken = inspect.signature(objective).parameters
     return objective(sums, periods_per_year, **{k: v for k, v in options.items() if k in taken})
 
 
 def evaluate_returns(
     returns: jax.Array, name: str = "score", periods_per_year: float = 252, return_weight: float = RETURN_WEIGHT,
-    risk_aversion: float = RISK_AVERSION,
+    risk_aversion: float = RISK_AVERSION, drawdown_weight: float = DRAWDOWN_WEIGHT,
 ) -> jax.Array:
     """The objective `OBJECTIVES[name]` of `returns (..., T)`."""
     get_objective(name)
-    return evaluate_sums(return_sums(returns), name, periods_per_year, return_weight, risk_aversion)
+    return evaluate_sums(return_sums(returns), name, periods_per_year, return_weight, risk_aversion, drawdown_weight)
 
 
 def variance(returns: jax.Array) -> jax.Array:
@@ -157,6 +165,7 @@ def simulated_objective(
     periods_per_year: float = 252,
     return_weight: float = RETURN_WEIGHT,
     risk_aversion: float = RISK_AVERSION,
+    drawdown_weight: float = DRAWDOWN_WEIGHT,
 ) -> tuple[jax.Array, tuple[PortfolioState, ReturnSums]]:
     """Objective per path `(...)` of the returns `simulate` produces for `actions (T, ..., N)`.
 
@@ -167,4 +176,4 @@ def simulated_objective(
     """
     get_objective(name)
     final, sums = simulate_return_sums(params, state0, actions, bars)
-    return evaluate_sums(sums, name, periods_per_year, return_weight, risk_aversion), (final, sums)
+    return evaluate_sums(sums, name, periods_per_year, return_weight, risk_aversion, drawdown_weight), (final, sums)

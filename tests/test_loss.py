@@ -97,6 +97,9 @@ def test_objectives_by_hand():
     np.testing.assert_allclose(mean_variance(r, 252, 3.0), (m - 1.5 * var) * 252, rtol=1e-5)
     np.testing.assert_array_equal(evaluate_returns(r, "mean_variance", 252, risk_aversion=3.0),
                                   mean_variance(r, 252, 3.0))
+    np.testing.assert_allclose(evaluate_returns(r, "mean_variance_drawdown", 252, risk_aversion=3.0,
+                                                drawdown_weight=0.5),
+                               (m - 1.5 * var) * 252 - 0.5 * (1 - wealth[1] / wealth[0]), rtol=1e-5)
 
 
 @settings(max_examples=20, deadline=None)

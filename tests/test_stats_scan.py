@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-from ndjax.loss import evaluate_returns, evaluate_sums
+from ndjax.loss import OBJECTIVES, evaluate_returns, evaluate_sums
 from ndjax.metrics import path_stats
 from ndjax.policy import PolicyConfig, create
 from ndjax.sim import simulate, simulate_policy, simulate_policy_stats, simulate_policy_sums, simulate_stats
@@ -119,7 +119,7 @@ def test_policy_stats_and_the_validation_score_are_bitwise():
     assert isinstance(stats, PathStats)
     chex.assert_trees_all_close(stats, jax.jit(path_stats, static_argnums=1)(infos, 365), rtol=2e-6, atol=1e-9)
     sums = jax.jit(lambda a: simulate_policy_sums(graphdef, params, a, mp, cfg.lookback, 1000.0))(arr)
-    for name in ("mean_variance", "score", "sortino", "sharpe", "log_wealth", "calmar"):
+    for name in OBJECTIVES:
         on_sums = jax.jit(lambda s: evaluate_sums(s, name, 365, 0.08, 10.0))(sums.returns)  # noqa: B023
         on_returns = jax.jit(lambda r: evaluate_returns(r, name, 365, 0.08, 10.0))(infos.returns)  # noqa: B023
         np.testing.assert_array_equal(on_sums, on_returns, err_msg=name)

@@ -20,6 +20,7 @@ from ndjax.paper.cycle import PaperSession, content_hash
 from ndjax.runs.evaluate import simulate_run
 from ndjax.runs.folder import Run, load_run, run_arrays
 from ndjax.runs.job import JobSpec, start_run
+from ndjax.train.config import objective_weights
 from ndjax.train.loop import fit
 
 
@@ -49,7 +50,7 @@ def score(run: Run, session: PaperSession, start: int, stop: int) -> float:
     _, infos = simulate_run(run, run_arrays(run, session.market), start, stop)  # the policy alone, no baselines
     cfg, hp = run.config.train, run.config.hparams
     return float(evaluate_returns(infos.returns, cfg.objective, session.market.periods_per_year,
-                                  hp.return_weight, hp.risk_aversion))
+                                  **objective_weights(hp)))
 
 
 def retrain(session: PaperSession, row: int, policy: RetrainPolicy) -> bool:

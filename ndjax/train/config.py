@@ -12,7 +12,7 @@ import numpy as np
 from flax import struct
 
 from ndjax.errors import ConfigError
-from ndjax.loss import OBJECTIVES, RETURN_WEIGHT, RISK_AVERSION, get_objective
+from ndjax.loss import DRAWDOWN_WEIGHT, OBJECTIVES, RETURN_WEIGHT, RISK_AVERSION, get_objective
 from ndjax.market_rules import INTEREST_MODES, MarketParams
 from ndjax.policy import PolicyConfig
 
@@ -40,6 +40,8 @@ class HParams:
     learning_rate: Any = _hparam(3e-3, "peak learning rate")
     return_weight: Any = _hparam(RETURN_WEIGHT, "weight of the annualised return in the 'score' objective")
     risk_aversion: Any = _hparam(RISK_AVERSION, "gamma of the 'mean_variance' objective (mean - gamma/2 variance)")
+    drawdown_weight: Any = _hparam(DRAWDOWN_WEIGHT, "weight of the maximum drawdown in the 'mean_variance_drawdown' "
+                                                    "objective (mean - gamma/2 variance - weight * max drawdown)")
     feature_noise: Any = _hparam(0.5, "sd of Gaussian noise on the normalised features of training windows (0: none)")
     drift_sd: Any = _hparam(0.0, "sd of a random annual log drift added to each asset of each training window "
                                  "(drift augmentation; 0: none)")
@@ -125,3 +127,12 @@ def market_params(hp: HParams, is_crypto: jax.Array, fill: str, interest: str = 
     return MarketParams(is_crypto=is_crypto, fill_temperature=hp.fill_temperature,
                         **{name: getattr(hp, name) for name in MARKET_RULES}, fill=fill, interest=interest,
                         margin_call=margin_call)
+
+
+OBJECTIVE_WEIGHTS = ("return_weight", "risk_aversion", "drawdown_weight")
+"""`HParams` fields the objectives take by name (`loss.evaluate_returns`, `loss.evaluate_sums`)."""
+
+
+def objective_weights(hp: HParams) -> dict[str, Any]:
+    """The objectives' weights of `hp` by name, as keywords of `loss.evaluate_returns` / `loss.evaluate_sums`."""
+    return {name: getattr(hp, name) for name in OBJECTIVE_WEIGHTS}

@@ -30,7 +30,7 @@ from ndjax.metrics import path_stats
 from ndjax.policy import create
 from ndjax.sim import simulate_policy, simulate_policy_sums
 from ndjax.stats_scan import finish_path
-from ndjax.train.config import HParams, TrainConfig, market_params
+from ndjax.train.config import HParams, TrainConfig, market_params, objective_weights
 
 
 class TrainState(NamedTuple):
@@ -146,9 +146,9 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         returns, metrics = jax.vmap(window_returns, in_axes=(None, None, 0))(
             params, hp, jax.random.split(key, cfg.batch_size))  # (B, W)
         if cfg.pool_batch:
-            value = evaluate_returns(returns.reshape(-1), cfg.objective, P, hp.return_weight, hp.risk_aversion)
+            value = evaluate_returns(returns.reshape(-1), cfg.objective, P, **objective_weights(hp))
         else:
-            value = jnp.mean(evaluate_returns(returns, cfg.objective, P, hp.return_weight, hp.risk_aversion))
+            value = jnp.mean(evaluate_returns(returns, cfg.objective, P, **objective_weights(hp)))
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
         return -value, dict(metrics, objective=value)
 
@@ -167,7 +167,7 @@ def make_train(cfg: TrainConfig, train_arrays: MarketArrays, val_arrays: MarketA
         # returns bit for bit (`evaluate_sums` of the sums `return_sums` would fold over them)
         mp = market_params(hp, val_arrays.is_crypto, "hard", cfg.interest, cfg.margin_call)
         sums = simulate_policy_sums(graphdef, params, val_arrays, mp, L, cfg.initial_cash)
-        score = evaluate_sums(sums.returns, cfg.objective, P, hp.return_weight, hp.risk_aversion)
+        score = evaluate_sums(sums.returns, cfg.objective, P, **objective_weights(hp))
         stats = finish_path(sums, P)
         return dict({name: getattr(stats, name) for name in TRAIN_METRICS}, score=score)
 
