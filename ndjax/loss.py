@@ -30,6 +30,9 @@ RISK_AVERSION = 10.0
 """Default gamma of "mean_variance" (`HParams.risk_aversion`)."""
 DRAWDOWN_WEIGHT = 0.1
 """Default weight of the maximum drawdown in "mean_variance_drawdown" (`HParams.drawdown_weight`)."""
+OBJECTIVE_WEIGHTS = ("return_weight", "risk_aversion", "drawdown_weight")
+"""The hyperparameters the objectives take by name: keywords of `evaluate_sums` / `evaluate_returns` and fields of
+`HParams`."""
 CALMAR_EPS = 1e-4
 """Drawdown floor of "calmar"."""
 
@@ -75,7 +78,7 @@ OBJECTIVES: dict[str, Callable[..., jax.Array]] = {
     "calmar": _calmar,
 }
 """Each objective as a function of a path's `ReturnSums`, the periods per year and the hyperparameters it takes by
-name (`return_weight`, `risk_aversion`, `drawdown_weight`)."""
+name (`OBJECTIVE_WEIGHTS`)."""
 
 
 def get_objective(name: str) -> Callable[..., jax.Array]:
@@ -92,7 +95,7 @@ def evaluate_sums(
     """The objective `OBJECTIVES[name]` of accumulated `ReturnSums` (fields `(...)`), given the hyperparameters it
     takes by name: the value `evaluate_returns` gives for the returns they were accumulated from, bit for bit."""
     objective = get_objective(name)
-    options = {"return_weight": return_weight, "risk_aversion": risk_aversion, "drawdown_weight": drawdown_weight}
+    options = dict(zip(OBJECTIVE_WEIGHTS, (return_weight, risk_aversion, drawdown_weight), strict=True))
     taken = inspect.signature(objective).parameters
     return objective(sums, periods_per_year, **{k: v for k, v in options.items() if k in taken})
 

@@ -12,7 +12,7 @@ import numpy as np
 from flax import struct
 
 from ndjax.errors import ConfigError
-from ndjax.loss import DRAWDOWN_WEIGHT, OBJECTIVES, RETURN_WEIGHT, RISK_AVERSION, get_objective
+from ndjax.loss import DRAWDOWN_WEIGHT, OBJECTIVE_WEIGHTS, OBJECTIVES, RETURN_WEIGHT, RISK_AVERSION, get_objective
 from ndjax.market_rules import INTEREST_MODES, MarketParams
 from ndjax.policy import PolicyConfig
 
@@ -127,10 +127,6 @@ def market_params(hp: HParams, is_crypto: jax.Array, fill: str, interest: str = 
     return MarketParams(is_crypto=is_crypto, fill_temperature=hp.fill_temperature,
                         **{name: getattr(hp, name) for name in MARKET_RULES}, fill=fill, interest=interest,
                         margin_call=margin_call)
-
-
-OBJECTIVE_WEIGHTS = ("return_weight", "risk_aversion", "drawdown_weight")
-"""`HParams` fields the objectives take by name (`loss.evaluate_returns`, `loss.evaluate_sums`)."""
 
 
 def objective_weights(hp: HParams) -> dict[str, Any]:
