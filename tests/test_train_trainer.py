@@ -5,13 +5,14 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import optax
 import pytest
 
 from ndjax.data.source import MarketSource
 from ndjax.policy import PolicyConfig
 from ndjax.runs.job import JobSpec, train_job
 from ndjax.train.config import HParams, TrainConfig
-from ndjax.train.trainer import make_train
+from ndjax.train.trainer import anchor_decay, make_optimizer, make_train
 from tests.helpers import SMALL_POLICY, small_arrays, small_trainer
 
 
@@ -50,6 +51,43 @@ def test_bad_train_config_raises():
         make_train(TrainConfig(policy=PolicyConfig(**SMALL_POLICY), window=200), arr.rows(0, a), arr.rows(a, b))
     with pytest.raises(ValueError, match="maintenance_margin"):
         HParams(maintenance_margin=0.8).check()
+
+
+def test_anchor_decay_pulls_toward_the_start_by_hand():
+    start = {"w": jnp.array([1.0, -2.0]), "b": jnp.array(0.5)}
+    moved = {"w": jnp.array([3.0, -2.0]), "b": jnp.array(-0.5)}
+    opt = anchor_decay(4.0, lambda count: 0.1 / (1.0 + count))  # step 0 pulls by 0.4, step 1 by 0.2
+    state = opt.init(start)
+    grads = {"w": jnp.array([0.25, 0.0]), "b": jnp.array(0.0)}
+    update = jax.jit(opt.update)
+    out, state = update(grads, state, moved)
+    chex.assert_trees_all_close(out, {"w": jnp.array([0.25 - 0.4 * 2.0, 0.0]), "b": jnp.array(0.4)})
+    out, state = update(grads, state, moved)
+    chex.assert_trees_all_close(out, {"w": jnp.array([0.25 - 0.2 * 2.0, 0.0]), "b": jnp.array(0.2)})
+    assert int(state.count) == 2
+    chex.assert_trees_all_close(state.anchor, start)
+
+
+def test_anchor_decay_keeps_the_optimiser_near_its_start_and_is_absent_by_default():
+    params = {"w": jnp.linspace(-0.3, 0.3, 6).reshape(2, 3), "b": jnp.zeros(3)}
+    grads = jax.random.normal(jax.random.PRNGKey(3), (40,) + params["w"].shape)
+    distance = {}
+    for rate in (0.0, 50.0):
+        cfg = TrainConfig(steps=40, eval_every=40, warmup_steps=2, anchor_decay=rate)
+        opt = make_optimizer(cfg, HParams())
+        state = opt.init(params)
+        assert len(state) == (3 if rate else 2)  # the default's checkpoints keep their layout
+
+        def step(carry, g):
+            p, s = carry
+            updates, s = opt.update({"w": g, "b": g[0]}, s, p)
+            return (optax.apply_updates(p, updates), s), None
+
+        (moved, _), _ = jax.jit(lambda p, s: jax.lax.scan(step, (p, s), grads))(params, state)
+        distance[rate] = float(optax.tree.norm(jax.tree_util.tree_map(jnp.subtract, moved, params)))
+    assert 0 < distance[50.0] < 0.5 * distance[0.0]
+    with pytest.raises(ValueError, match="anchor_decay"):
+        TrainConfig(anchor_decay=-1.0)
 
 
 NO_SIGNAL_MARGIN = 1.0

@@ -90,6 +90,8 @@ class TrainConfig:
     objective: str = _option("mean_variance", f"training objective, one of {', '.join(OBJECTIVES)}")
     warmup_steps: int = _option(20, "learning-rate warmup updates")
     weight_decay: float = _option(1e-4, "AdamW weight decay")
+    anchor_decay: float = _option(0.0, "decoupled decay toward the run's initial parameters (L2-SP), per unit of "
+                                       "learning rate; 0: none")
     grad_clip: float = _option(1.0, "global-norm gradient clip")
     periods_per_year: int = _option(365, "periods per year that annualise returns")
     initial_cash: float = _option(1.0, "starting equity of a simulated account")
@@ -112,6 +114,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.initial_cash (--initial-cash): must be > 0, got {self.initial_cash}")
         if self.steps % self.eval_every:
             raise ConfigError(f"TrainConfig.steps: {self.steps} is not a multiple of eval_every={self.eval_every}")
+        if not np.isfinite(self.anchor_decay) or self.anchor_decay < 0:
+            raise ConfigError(f"TrainConfig.anchor_decay (--anchor-decay): must be >= 0, got {self.anchor_decay}")
         if self.window < 2 or self.batch_size < 1:
             raise ConfigError("TrainConfig.window must be >= 2 and batch_size >= 1")
 

@@ -62,13 +62,38 @@ def lr_schedule(cfg: TrainConfig, peak: Any) -> Callable[[jax.Array], jax.Array]
     return schedule
 
 
+class AnchorState(NamedTuple):
+    """`anchor_decay`'s state: the update count and the parameters the decay pulls toward."""
+
+    count: jax.Array
+    anchor: Any
+
+
+def anchor_decay(rate: float, schedule: Callable[[jax.Array], jax.Array]) -> optax.GradientTransformation:
+    """Decoupled decay toward the parameters the optimiser was initialised with (L2-SP, Li, Grandvalet and Davoine
+    2018): adds `-schedule(count) * rate * (params - anchor)` to the updates, so a weight moves from its start only
+    as far as the objective's gradient keeps paying for it."""
+
+    def init(params: Any) -> AnchorState:
+        return AnchorState(count=jnp.zeros((), jnp.int32), anchor=params)
+
+    def update(updates: Any, state: AnchorState, params: Any) -> tuple[Any, AnchorState]:
+        pull = schedule(state.count) * rate
+        updates = jax.tree_util.tree_map(lambda u, p, a: u - pull * (p - a), updates, params, state.anchor)
+        return updates, state._replace(count=state.count + 1)
+
+    return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(cfg: TrainConfig, hp: HParams) -> optax.GradientTransformation:
-    """Clipped AdamW with the learning rate injected from `lr_schedule` (so it is logged and vmappable)."""
-    return optax.chain(
-        optax.clip_by_global_norm(cfg.grad_clip),
-        optax.inject_hyperparams(optax.adamw)(learning_rate=lr_schedule(cfg, hp.learning_rate),
-                                              weight_decay=cfg.weight_decay),
-    )
+    """Clipped AdamW with the learning rate injected from `lr_schedule` (so it is logged and vmappable), then
+    `anchor_decay` when `cfg.anchor_decay` is set."""
+    schedule = lr_schedule(cfg, hp.learning_rate)
+    parts = [optax.clip_by_global_norm(cfg.grad_clip),
+             optax.inject_hyperparams(optax.adamw)(learning_rate=schedule, weight_decay=cfg.weight_decay)]
+    if cfg.anchor_decay:
+        parts.append(anchor_decay(cfg.anchor_decay, schedule))
+    return optax.chain(*parts)
 
 
 def init_train_state(cfg: TrainConfig, hp: HParams, key: jax.Array) -> TrainState:
