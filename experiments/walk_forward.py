@@ -7,8 +7,8 @@
 Default folds: a test per calendar year from --first-test to the data's end (the last fold runs to the end),
 validation the --val-days calendar days before each test, training every row from --start (default: the data's
 first day) to the validation (an expanding window). Each fold is the main job (`JobSpec` defaults but 300 steps
-and the regime design: `--features regime_vol --pooled --book-vol-target 0.15 --band 0.25 --risk-aversion 3`;
-flags overridable) on the market cut at the fold's test end, over the symbols listed before its test. Beside the
+and the regime design: `--features regime_vol --pooled --book-vol-target 0.15 --band 0.25 --risk-aversion 3
+--drift-sd 0.3 --anchor-decay 10`; flags overridable) on the market cut at the fold's test end, over the symbols listed before its test. Beside the
 policy, every fold runs buy and hold (1x), `trend` and `inverse_vol` (`ndjax/classical.py`) and cash through the
 same transition on the same bars. `--risk-aversion-grid` chooses gamma inside each fold by nested validation;
 `--ensemble K` trains K seeds per fold and tests the mean of their target weights (`ndjax/ensemble.py`).
@@ -62,7 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_fields(p.add_argument_group("hyperparameters"), HParams)
     # 300 steps: 22 yearly folds inside the 30-minute budget on 2 cores (the main job trains 400); the regime
     # design of the docstring, measured in benchmarks/RESULTS.md
-    p.set_defaults(steps=300, features="regime_vol", pooled=True, book_vol_target=0.15, band=0.25, risk_aversion=3.0)
+    p.set_defaults(steps=300, features="regime_vol", pooled=True, book_vol_target=0.15, band=0.25, risk_aversion=3.0,
+                   drift_sd=0.3, anchor_decay=10.0)
     p.add_argument("--risk-aversion-grid", help="comma list of risk aversions: each fold trains one run per value "
                                                 "and keeps the one with the best validation Sortino (nested "
                                                 "validation; the test is never looked at). Costs one run per value")
