@@ -197,11 +197,15 @@ def test_repair_without_bad_rows_does_not_warn(tmp_path: Path) -> None:
 
 
 def test_other_date_formats(tmp_path: Path) -> None:
-    write(tmp_path / "A.csv", "Date,Open,High,Low,Close\n20240701,1,1,1,1\n20240702,1,1,1,1")
-    write(tmp_path / "B.csv", "Date,Open,High,Low,Close\n07/01/2024,1,1,1,1\n07/02/2024,1,1,1,1\n\n")
-    m = load_daily(tmp_path)
-    np.testing.assert_array_equal(m.dates, np.asarray(WEEK[:2], dtype="datetime64[D]"))
+    write(tmp_path / "A.csv", "Date,Open,High,Low,Close\n20240701,1,1,1,1\n20240702,1,1,1,1\n20240715,1,1,1,1")
+    write(tmp_path / "B.csv", "Date,Open,High,Low,Close\n07/01/2024,1,1,1,1\n07/02/2024,1,1,1,1\n07/15/2024,1,1,1,1\n\n")
+    m = load_daily(tmp_path)  # 15 rules day-first out
+    np.testing.assert_array_equal(m.dates, np.asarray(WEEK[:2] + ["2024-07-15"], dtype="datetime64[D]"))
     np.testing.assert_array_equal(m.tradable, 1)
+    # day-first reads Jan 7, a Sunday: the calendar does not choose the order, so the column is ambiguous
+    write(tmp_path / "B.csv", "Date,Open,High,Low,Close\n07/01/2024,1,1,1,1\n07/02/2024,1,1,1,1\n")
+    with pytest.raises(DataError, match=r"B\.csv: data row 1: ambiguous date '07/01/2024'"):
+        load_daily(tmp_path / "B.csv")
     write(tmp_path / "C.csv", "Date,Open,High,Low,Close\n2024-07-01,1,1,1,1\n,1,1,1,1\n2024-07-02,1,1,1,1")
     with pytest.raises(DataError, match=r"C\.csv: data row 2: missing date"):
         load_daily(tmp_path / "C.csv")

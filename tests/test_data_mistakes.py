@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ndjax.data.calendar import xnys_sessions
@@ -95,6 +95,7 @@ MISTAKES = ("none", "shuffle", "unix_ms", "day_first", "month_first", "weekend",
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(3, 60), crypto=st.booleans(),
        mistakes=st.lists(st.sampled_from(MISTAKES), min_size=1, max_size=3))
+@example(seed=3, n=3, crypto=False, mistakes=["weekend", "day_first"])  # a Saturday once flipped the date order
 def test_a_malformed_csv_gives_a_named_error_or_the_right_load(tmp_path, seed, n, crypto, mistakes):
     rng = np.random.default_rng(seed)
     pool = np.arange("2024-01-01", "2024-12-31", dtype="datetime64[D]") if crypto else SESSIONS

@@ -31,15 +31,15 @@ MIN_ROWS = 2
 REPAIR_HINT = "pass --repair (repair=True) to drop such rows with a warning"
 
 
-def _parse_days(col: pd.Series, stock: bool = False) -> np.ndarray:
+def _parse_days(col: pd.Series) -> np.ndarray:
     """Dates/timestamps to UTC datetime64[D]; NaT where unparsable.
 
     Numbers are Unix epochs, unit by magnitude: < 1e11 seconds, < 1e14 ms, < 1e17 us, else ns.
     Integers 1e7..1e8 are yyyymmdd. Strings are ISO 8601 (year first, with or without time zone; naive means
     UTC). A column of day-month-year or month-day-year dates (`/`, `.` or `-` between them) is read in the one
-    order that gives valid, distinct dates (for a `stock`, XNYS sessions) on every row; when both orders do, the
-    column is ambiguous and every such row is NaT (reported), as is any other spelling.
-    """
+    order that gives valid, distinct dates on every row; when both orders do, the column is ambiguous and every
+    such row is NaT (reported), as is any other spelling. The calendar does not choose the order: one bar on a
+    closed day would then flip the whole column into the other order without a word."""
     num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     present = col.notna().to_numpy()
     if np.isfinite(num).sum() * 2 > present.sum():
@@ -61,21 +61,19 @@ def _parse_days(col: pd.Series, stock: bool = False) -> np.ndarray:
     parts = text.str.extract(NUMERIC_DATE)
     numeric = parts[0].notna().to_numpy()
     if numeric.any():
-        out[numeric] = _day_month_order(parts[numeric], stock)
+        out[numeric] = _day_month_order(parts[numeric])
     return out
 
 
-def _day_month_order(parts: pd.DataFrame, stock: bool) -> np.ndarray:
-    """Dates of `(a, b, year)` text triples read as day-month or month-day: the one order valid on every row (and
-    for a `stock`, on XNYS sessions, each day once); NaT everywhere when both orders are, or neither is."""
+def _day_month_order(parts: pd.DataFrame) -> np.ndarray:
+    """Dates of `(a, b, year)` text triples read as day-month or month-day: the one order that gives a valid date,
+    each day once, on every row; NaT everywhere when both orders do, or neither does."""
     readings = []
     for day, month in ((0, 1), (1, 0)):
         d = pd.to_datetime(pd.DataFrame({"year": parts[2].astype(int), "month": parts[month].astype(int),
                                          "day": parts[day].astype(int)}), errors="coerce").to_numpy()
         d = d.astype("datetime64[D]")
         valid = not np.isnat(d).any() and np.unique(d).size == d.size
-        if valid and stock:
-            valid = bool(is_xnys_session(d).all())
         readings.append(d if valid else None)
     viable = [d for d in readings if d is not None]
     if len(viable) == 1:
@@ -109,7 +107,7 @@ def _read_series(
         raise DataError(f"{file}: missing column(s) {missing}; found {list(df.columns)}")
 
     n = len(df)
-    days = _parse_days(df[date_col], stock)
+    days = _parse_days(df[date_col])
     px = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in PRICE_COLUMNS}
     if "volume" in df.columns:
         vol = pd.to_numeric(df["volume"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
