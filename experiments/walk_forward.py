@@ -8,10 +8,11 @@ Default folds: a test per calendar year from --first-test to the data's end (the
 validation the --val-days calendar days before each test, training every row from --start (default: the data's
 first day) to the validation (an expanding window). Each fold is the main job (`JobSpec` defaults but 300 steps
 and the regime design: `--features regime_vol --pooled --book-vol-target 0.15 --band 0.25 --risk-aversion 3
---drift-sd 0.3 --anchor-decay 10`; flags overridable) on the market cut at the fold's test end, over the symbols listed before its test. Beside the
-policy, every fold runs buy and hold (1x), `trend` and `inverse_vol` (`ndjax/classical.py`) and cash through the
-same transition on the same bars. `--risk-aversion-grid` chooses gamma inside each fold by nested validation;
-`--ensemble K` trains K seeds per fold and tests the mean of their target weights (`ndjax/ensemble.py`).
+--drift-sd 0.3 --anchor-decay 10`; flags overridable) on the market cut at the fold's test end, over the symbols
+listed before its test. Beside the policy, every fold runs buy and hold (1x), `trend` and `inverse_vol`
+(`ndjax/classical.py`) and cash through the same transition on the same bars. `--risk-aversion-grid` chooses
+gamma inside each fold by nested validation; `--ensemble K` trains K seeds per fold and tests the mean of their
+target weights (`ndjax/ensemble.py`).
 
 Writes into --out: walk_forward.json (`{"folds": [{name, test_start, test_end, stats: {strategy: PathStats}}],
 "concatenated": {strategy: PathStats}}`, the concatenated figures from the chained out-of-sample daily returns),

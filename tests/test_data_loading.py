@@ -198,7 +198,8 @@ def test_repair_without_bad_rows_does_not_warn(tmp_path: Path) -> None:
 
 def test_other_date_formats(tmp_path: Path) -> None:
     write(tmp_path / "A.csv", "Date,Open,High,Low,Close\n20240701,1,1,1,1\n20240702,1,1,1,1\n20240715,1,1,1,1")
-    write(tmp_path / "B.csv", "Date,Open,High,Low,Close\n07/01/2024,1,1,1,1\n07/02/2024,1,1,1,1\n07/15/2024,1,1,1,1\n\n")
+    write(tmp_path / "B.csv",
+          "Date,Open,High,Low,Close\n07/01/2024,1,1,1,1\n07/02/2024,1,1,1,1\n07/15/2024,1,1,1,1\n\n")
     m = load_daily(tmp_path)  # 15 rules day-first out
     np.testing.assert_array_equal(m.dates, np.asarray(WEEK[:2] + ["2024-07-15"], dtype="datetime64[D]"))
     np.testing.assert_array_equal(m.tradable, 1)
