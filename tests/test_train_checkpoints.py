@@ -32,6 +32,26 @@ def test_round_trip_is_exact_and_keeps_types(tmp_path):
     assert meta["note"] == "x" and meta["step"] == 7 and meta["score"] == 0.5 and meta["val"]["sortino"] == 1.5
 
 
+def test_restored_arrays_are_placed_like_the_template(tmp_path):
+    """orbax commits every restored array to a device, and `jit` compiles again for committed arguments: a resumed
+    run recompiled its training chunk. A leaf comes back committed only where the template's is."""
+    state, template = _state()
+    with RunCheckpoints(tmp_path / "ck") as ck:
+        ck.save(1, state, 0.0, {})
+    pinned_template = jax.device_put(template, jax.devices()[0])
+    with RunCheckpoints(tmp_path / "ck", existing=True) as ck:
+        loose, _ = ck.restore_latest(template)
+        pinned, _ = ck.restore_latest(pinned_template)
+    assert {x.committed for x in jax.tree_util.tree_leaves(loose)} == {False}
+    assert {x.committed for x in jax.tree_util.tree_leaves(pinned)} == {True}
+    chex.assert_trees_all_equal(loose, state)
+    chex.assert_trees_all_equal(pinned, state)
+    scale = jax.jit(lambda tree: jax.tree_util.tree_map(lambda x: x * 2, tree))
+    scale(state)
+    scale(loose)
+    assert scale._cache_size() == 1
+
+
 def test_latest_and_best_k_are_kept(tmp_path):
     state, template = _state()
     with RunCheckpoints(tmp_path / "ck", keep=2) as ck:

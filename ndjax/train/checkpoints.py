@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
@@ -99,7 +100,7 @@ class RunCheckpoints:
             first = " ".join(str(e).split())[:160]
             raise CheckpointError(f"{self.directory / str(step)}: damaged checkpoint ({type(e).__name__}: {first}); "
                                   "restore the folder, or train the run again") from None
-        return out["state"], dict(out["meta"])
+        return jax.tree_util.tree_map(_placed_like, template, out["state"]), dict(out["meta"])
 
     def restore_latest(self, template: Any) -> tuple[Any, dict]:
         return self.restore(self.latest_step(), template)
@@ -143,6 +144,15 @@ def _check_layout(where: Path, stored: Any, template: Any) -> None:
         got = (tuple(on_disk[name].shape), np.dtype(on_disk[name].dtype))
         if want != got:
             raise CheckpointError(f"{where}: array {name!r} is {got[1]}{got[0]}, the model expects {want[1]}{want[0]}")
+
+
+def _placed_like(template: Any, restored: Any) -> Any:
+    """`restored` uncommitted where the template leaf is (orbax commits every array it restores to a device, and
+    `jit` compiles again for committed arguments: a resumed run would recompile its chunk)."""
+    if (isinstance(template, jax.Array) and not template.committed and isinstance(restored, jax.Array)
+            and not jax.dtypes.issubdtype(restored.dtype, jax.dtypes.extended)):
+        return jnp.asarray(np.asarray(restored))
+    return restored
 
 
 def _jsonable(x: Any) -> Any:
