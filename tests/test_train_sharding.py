@@ -30,7 +30,7 @@ def test_pad_and_trim():
 
 CHILD = textwrap.dedent("""
     import os, json, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     import jax, jax.numpy as jnp, numpy as np, chex
     assert jax.device_count() == 4, jax.devices()
     sys.path.insert(0, {root!r})
@@ -70,7 +70,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_sharded_over_four_host_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT))], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
