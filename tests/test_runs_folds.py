@@ -18,7 +18,7 @@ from ndjax.policy import PolicyConfig
 from ndjax.runs.folder import load_run
 from ndjax.runs.folds import (choose_by_validation, drawdown_target, evaluate_ensemble, fold_spec, fold_universe,
                               make_folds, run_fold, validation_sortino)
-from ndjax.runs.job import JobSpec, start_run
+from ndjax.runs.job import JobSpec, prepare_run, start_run
 from ndjax.train.config import TrainConfig
 
 
@@ -80,8 +80,13 @@ def test_a_fold_trades_only_what_was_listed_before_its_test(tmp_path):
     folds = make_folds(np.arange(np.datetime64("2020-01-02"), np.datetime64("2024-12-31")),
                        ["2023-01-01", "2024-01-01"])
     assert [fold_universe(spec, f) for f in folds] == [("BTC-USD", "OLD"), ("BTC-USD", "NEW", "OLD")]
-    chosen = JobSpec(source=MarketSource(data_dir=str(tmp_path), symbols=("NEW",)))
-    assert fold_universe(chosen, folds[0]) == ("NEW",)
+    chosen = JobSpec(source=MarketSource(data_dir=str(tmp_path), symbols=("NEW", "OLD", "GHOST")))
+    assert [fold_universe(chosen, f) for f in folds] == [("OLD", "GHOST"), ("NEW", "OLD", "GHOST")]
+    with pytest.raises(DataError, match="GHOST"):  # a name with no file is the loader's to refuse, by name
+        prepare_run(fold_spec(chosen, folds[1]))
+    only_new = JobSpec(source=MarketSource(data_dir=str(tmp_path), symbols=("NEW",)))
+    with pytest.raises(DataError, match="fold 2023: none of the symbols NEW .* on or before 2022-12-31"):
+        fold_universe(only_new, folds[0])
     (tmp_path / "BAD.csv").write_text("when,close\n2021-01-01,3\n")
     with pytest.raises(DataError, match="BAD.csv: missing date column"):
         listed_symbols(tmp_path, "2022-12-31")

@@ -68,11 +68,20 @@ def yearly_tests(dates: np.ndarray, first_year: int, val_days: int = 180, min_tr
 
 
 def fold_universe(spec: JobSpec, fold: Fold) -> tuple[str, ...] | None:
-    """The symbols a fold trades: the source's own list, or every file of its folder with a bar before the fold's
-    test starts (a symbol listed later was not known then). None for the synthetic market."""
-    if spec.source.symbols is not None or spec.source.data_dir is None:
+    """The symbols a fold trades: those of the source's list (every file of its folder without one) with a bar
+    before the fold's test starts; a symbol listed later was not known then. A listed name with no file is kept,
+    for the loader to name. None for the synthetic market; `DataError` if nothing of the list is left."""
+    if spec.source.data_dir is None:
         return spec.source.symbols
-    return tuple(listed_symbols(spec.source.data_dir, fold.val_end))
+    listed = listed_symbols(spec.source.data_dir, fold.val_end)
+    if spec.source.symbols is None:
+        return tuple(listed)
+    files = listed_symbols(spec.source.data_dir, None)
+    kept = tuple(s for s in spec.source.symbols if s in listed or s not in files)
+    if not kept:
+        raise DataError(f"walk-forward fold {fold.name}: none of the symbols {', '.join(spec.source.symbols)} of "
+                        f"{spec.source.data_dir} has a bar on or before {fold.val_end}, the end of its validation")
+    return kept
 
 
 def fold_spec(spec: JobSpec, fold: Fold) -> JobSpec:
