@@ -76,7 +76,8 @@ def fold_universe(spec: JobSpec, fold: Fold) -> tuple[str, ...] | None:
     listed = listed_symbols(spec.source.data_dir, fold.val_end)
     if spec.source.symbols is None:
         return tuple(listed)
-    files = listed_symbols(spec.source.data_dir, None)
+    later = [s for s in spec.source.symbols if s not in listed]
+    files = listed_symbols(spec.source.data_dir, None) if later else []  # read the folder again only when needed
     kept = tuple(s for s in spec.source.symbols if s in listed or s not in files)
     if not kept:
         raise DataError(f"walk-forward fold {fold.name}: none of the symbols {', '.join(spec.source.symbols)} of "
